@@ -1,1 +1,130 @@
+//! The append-only storage of a merklog log: the [`LogStore`] contract and
+//! its two backends, PostgreSQL ([`PgStore`]) and an embedded SQLite file
+//! ([`SqliteStore`]), chosen at run time through [`AnyStore::open`].
+//!
+//! The layout (see `docs/STORAGE.md`) keeps one row per leaf. The row of leaf
+//! `i` also carries the hashes of the `i.trailing_ones()` complete subtrees
+//! that leaf `i` finishes, so an append writes exactly one row per leaf and a
+//! proof is one indexed read of at most O(log n) rows. Tree heads are kept,
+//! every one ever published, in a second table.
+//!
+//! The database itself enforces that the log only grows: triggers created by
+//! the migrations in `migrations/` reject UPDATE, DELETE and TRUNCATE, leaves
+//! out of order and tree heads that go back or change a root, each with its
+//! own code (mapped in one place, [`StorageError`]).
+//!
+//! This crate does not hash the tree (it stores the nodes the caller's
+//! [`merklog_merkle::CompactRange`] computed), does not sign heads, does not
+//! check a head's root against its leaves (the `verify-store` tool does, from
+//! [`LogStore::leaves_with_nodes`]) and does not sequence concurrent
+//! writers: one process appends.
+//!
+//! All SQL is built with `sqlx::query` and binds, not the compile-time
+//! `query!` macros: those would need a live database (or a committed `.sqlx/`
+//! cache) for each of two dialects at build time.
 
+mod any;
+mod batch;
+mod error;
+mod postgres;
+mod sqlite;
+#[cfg(feature = "testing")]
+pub mod testing;
+
+use std::future::Future;
+
+use merklog_merkle::{Hash, NodeId};
+use merklog_sth::{SignedTreeHead, TreeHead};
+
+pub use any::AnyStore;
+pub use batch::{Batch, Entry, LeafNodes, NewLeaf};
+pub use error::{Result, StorageError};
+pub use postgres::PgStore;
+pub use sqlite::{SqliteStore, DEFAULT_SQLITE_PATH};
+
+/// The largest leaf index or tree size the schema can hold (`BIGINT`).
+pub const MAX_TREE_SIZE: u64 = i64::MAX as u64;
+
+/// The storage of one log.
+///
+/// Readers may call every method concurrently with each other and with one
+/// appender. The store assumes one appender: two processes appending at once
+/// are not corrupted (the triggers reject whichever writes out of order) but
+/// one of them fails.
+///
+/// Every future is `Send`, so a store can be shared (it is cheap to clone)
+/// across the tasks of a multi-thread runtime.
+pub trait LogStore: Send + Sync {
+    /// Appends `batch`: its leaves (each row with the nodes it completes) and
+    /// its signed tree head, in one transaction.
+    ///
+    /// When this returns `Ok`, the whole batch is durable (committed with
+    /// synchronous commit / `synchronous=FULL`, so it survives a crash of the
+    /// process, the database or the machine) and visible to every later read.
+    /// When it returns `Err`, nothing of the batch is stored, except that a
+    /// lost connection during COMMIT ([`StorageError::Unavailable`]) leaves
+    /// the outcome unknown: read [`LogStore::leaf_count`] before retrying.
+    ///
+    /// # Errors
+    /// [`StorageError::InvalidBatch`] when the batch is malformed (checked
+    /// before any write); [`StorageError::OutOfOrder`] when `first_index` is
+    /// not the number of stored leaves; [`StorageError::DuplicateLeaf`] when
+    /// a leaf hash is already stored; [`StorageError::TreeHeadRejected`] when
+    /// the head is smaller than the latest, has another root at the same size,
+    /// or repeats a stored (size, timestamp); [`StorageError::Unavailable`].
+    fn append_batch(&self, batch: &Batch) -> impl Future<Output = Result<()>> + Send;
+
+    /// Returns the hashes of `ids`, in the same order, with one query.
+    ///
+    /// # Errors
+    /// [`StorageError::NodeMissing`] for the first id whose subtree is not
+    /// complete in the stored tree; [`StorageError::Corrupt`] when a stored
+    /// value has the wrong length.
+    fn node_hashes(&self, ids: &[NodeId]) -> impl Future<Output = Result<Vec<Hash>>> + Send;
+
+    /// Returns the stored leaves with indices in `[start, end)`, in index
+    /// order; fewer (possibly none) where the range passes the last leaf.
+    /// The caller bounds the range: all of it is read at once.
+    fn entries(&self, start: u64, end: u64) -> impl Future<Output = Result<Vec<Entry>>> + Send;
+
+    /// Returns `(leaf_hash, index)` for each of `hashes` that is stored, in
+    /// no particular order, with one query (per 1,000 hashes on SQLite).
+    fn find_by_leaf_hash(
+        &self,
+        hashes: &[Hash],
+    ) -> impl Future<Output = Result<Vec<(Hash, u64)>>> + Send;
+
+    /// Returns the number of stored leaves.
+    fn leaf_count(&self) -> impl Future<Output = Result<u64>> + Send;
+
+    /// Returns the latest signed tree head: the largest size, and of those
+    /// the latest timestamp; `None` before the first append.
+    fn latest_tree_head(&self) -> impl Future<Output = Result<Option<SignedTreeHead>>> + Send;
+
+    /// Returns the latest signed tree head whose size is exactly `tree_size`.
+    fn tree_head_at_size(
+        &self,
+        tree_size: u64,
+    ) -> impl Future<Output = Result<Option<SignedTreeHead>>> + Send;
+
+    /// Returns up to `limit` signed heads that come after `after` in
+    /// (tree size, timestamp) order, from the first when `after` is `None`:
+    /// page through every head ever published by passing the last one back.
+    fn tree_heads(
+        &self,
+        after: Option<TreeHead>,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<SignedTreeHead>>> + Send;
+
+    /// Returns the leaf hashes and stored node hashes of leaves
+    /// `[start, end)`, in index order, for rechecking every stored node.
+    ///
+    /// # Errors
+    /// [`StorageError::Corrupt`] when a row's `nodes` does not hold exactly
+    /// `index.trailing_ones()` hashes.
+    fn leaves_with_nodes(
+        &self,
+        start: u64,
+        end: u64,
+    ) -> impl Future<Output = Result<Vec<LeafNodes>>> + Send;
+}

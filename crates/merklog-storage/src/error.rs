@@ -1,0 +1,241 @@
+//! The storage error, and the one place where database errors (PostgreSQL
+//! SQLSTATEs, SQLite result codes and trigger messages) become domain errors.
+//!
+//! The append-only triggers in `migrations/` raise these codes:
+//!
+//! | code    | PostgreSQL                        | SQLite message prefix | meaning                                   |
+//! |---------|-----------------------------------|-----------------------|-------------------------------------------|
+//! | `ML001` | SQLSTATE `ML001`                  | `merklog ML001:`      | UPDATE, DELETE or TRUNCATE on a log table |
+//! | `ML002` | SQLSTATE `ML002`                  | `merklog ML002:`      | a leaf not at the next index              |
+//! | `ML003` | SQLSTATE `ML003`                  | `merklog ML003:`      | a tree head that regresses or lies        |
+
+use merklog_merkle::NodeId;
+
+/// Everything a store can fail with.
+///
+/// The service maps [`StorageError::Unavailable`] to gRPC `UNAVAILABLE` (retry
+/// later); the trigger variants mean the caller tried something the log
+/// forbids, which is a bug in the caller, never a transient condition.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StorageError {
+    /// The database could not be reached or did not answer in time: a
+    /// connection, I/O or pool time-out error, or the server shutting down.
+    /// Retrying later may succeed.
+    #[error("storage unavailable: {source}")]
+    Unavailable {
+        #[source]
+        source: sqlx::Error,
+    },
+    /// An UPDATE, DELETE or TRUNCATE on a log table was rejected (`ML001`).
+    #[error("append-only violation: {message}")]
+    AppendOnly { message: String },
+    /// A leaf was inserted somewhere other than at the next index: a gap, a
+    /// reordering or a second leaf at an index (`ML002`, or the primary key).
+    #[error("leaf out of order: {message}")]
+    OutOfOrder { message: String },
+    /// A tree head was rejected: smaller than the latest, a different root at
+    /// the same size, more leaves than are stored, or the same size and
+    /// timestamp as a stored head (`ML003`, or the primary key).
+    #[error("tree head rejected: {message}")]
+    TreeHeadRejected { message: String },
+    /// A leaf whose leaf hash is already stored at another index.
+    #[error("duplicate leaf: {message}")]
+    DuplicateLeaf { message: String },
+    /// A batch is malformed; nothing was written.
+    #[error("invalid batch: {reason}")]
+    InvalidBatch { reason: String },
+    /// A requested node is not stored (its subtree is not complete yet).
+    #[error("node (level {}, index {}) is not stored", id.level, id.index)]
+    NodeMissing { id: NodeId },
+    /// A stored value does not have the shape the schema promises (a hash
+    /// that is not 32 bytes, a value out of range, ...): the database was
+    /// changed behind the log's back.
+    #[error("corrupt store: {what}")]
+    Corrupt { what: String },
+    /// The database user lacks a privilege (SQLSTATE `42501`).
+    #[error("permission denied: {message}")]
+    PermissionDenied { message: String },
+    /// Applying or checking the schema migrations failed.
+    #[error("migration failed: {source}")]
+    Migration {
+        #[source]
+        source: sqlx::migrate::MigrateError,
+    },
+    /// The URL, path or connection options are not usable.
+    #[error("bad storage configuration: {reason}")]
+    Config { reason: String },
+    /// Any other database error, kept whole for the logs.
+    #[error("database error: {source}")]
+    Database {
+        #[source]
+        source: sqlx::Error,
+    },
+}
+
+/// The result of every storage call.
+pub type Result<T, E = StorageError> = std::result::Result<T, E>;
+
+/// Custom SQLSTATEs raised by the PostgreSQL triggers and the message
+/// prefixes raised by the SQLite triggers.
+const APPEND_ONLY: &str = "ML001";
+const OUT_OF_ORDER: &str = "ML002";
+const TREE_HEAD: &str = "ML003";
+
+impl From<sqlx::Error> for StorageError {
+    fn from(err: sqlx::Error) -> Self {
+        use sqlx::Error as E;
+        match err {
+            E::Database(db) => from_database(db),
+            E::Io(_) | E::Tls(_) | E::PoolTimedOut | E::PoolClosed | E::WorkerCrashed => {
+                StorageError::Unavailable { source: err }
+            }
+            E::Configuration(reason) => StorageError::Config {
+                reason: reason.to_string(),
+            },
+            E::ColumnDecode { .. } | E::Decode(_) => StorageError::Corrupt {
+                what: err.to_string(),
+            },
+            E::Migrate(source) => StorageError::from(*source),
+            other => StorageError::Database { source: other },
+        }
+    }
+}
+
+impl From<sqlx::migrate::MigrateError> for StorageError {
+    fn from(source: sqlx::migrate::MigrateError) -> Self {
+        use sqlx::Error as E;
+        match source {
+            // A connection lost while migrating is still unavailability.
+            sqlx::migrate::MigrateError::Execute(
+                e @ (E::Io(_) | E::Tls(_) | E::PoolTimedOut | E::PoolClosed | E::WorkerCrashed),
+            ) => StorageError::Unavailable { source: e },
+            source => StorageError::Migration { source },
+        }
+    }
+}
+
+fn from_database(db: Box<dyn sqlx::error::DatabaseError>) -> StorageError {
+    let message = db.message().to_owned();
+    let code = db.code().map(|c| c.into_owned()).unwrap_or_default();
+    let constraint = db.constraint().map(str::to_owned);
+    let is_sqlite = db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some();
+
+    // Our own triggers, on either backend.
+    let ours = if is_sqlite {
+        trigger_code(&message)
+    } else {
+        Some(code.as_str())
+    };
+    match ours {
+        Some(APPEND_ONLY) => return StorageError::AppendOnly { message },
+        Some(OUT_OF_ORDER) => return StorageError::OutOfOrder { message },
+        Some(TREE_HEAD) => return StorageError::TreeHeadRejected { message },
+        _ => {}
+    }
+
+    if is_sqlite {
+        from_sqlite(code, message, db)
+    } else {
+        from_postgres(code, constraint, message, db)
+    }
+}
+
+/// Returns the `MLnnn` code of a SQLite trigger message
+/// (`merklog MLnnn: ...`).
+fn trigger_code(message: &str) -> Option<&str> {
+    message
+        .strip_prefix("merklog ")
+        .and_then(|rest| rest.get(..5))
+        .filter(|code| code.starts_with("ML"))
+}
+
+fn from_postgres(
+    code: String,
+    constraint: Option<String>,
+    message: String,
+    db: Box<dyn sqlx::error::DatabaseError>,
+) -> StorageError {
+    match (code.as_str(), constraint.as_deref()) {
+        // unique_violation: which key tells what the caller got wrong.
+        ("23505", Some("leaves_pkey")) => StorageError::OutOfOrder { message },
+        ("23505", Some("leaves_leaf_hash_key")) => StorageError::DuplicateLeaf { message },
+        ("23505", Some("tree_heads_pkey")) => StorageError::TreeHeadRejected { message },
+        ("42501", _) => StorageError::PermissionDenied { message },
+        // Class 08 connection exceptions, 53 insufficient resources, 57P0x
+        // operator intervention (shutdown, cannot connect now), 40001/40P01
+        // serialization failure and deadlock: all worth a retry.
+        (c, _)
+            if c.starts_with("08")
+                || c.starts_with("53")
+                || c.starts_with("57P")
+                || c == "40001"
+                || c == "40P01" =>
+        {
+            StorageError::Unavailable {
+                source: sqlx::Error::Database(db),
+            }
+        }
+        _ => StorageError::Database {
+            source: sqlx::Error::Database(db),
+        },
+    }
+}
+
+fn from_sqlite(
+    code: String,
+    message: String,
+    db: Box<dyn sqlx::error::DatabaseError>,
+) -> StorageError {
+    // Extended result codes: 1555 SQLITE_CONSTRAINT_PRIMARYKEY, 2067
+    // SQLITE_CONSTRAINT_UNIQUE; 5 BUSY, 6 LOCKED and their extended forms
+    // (low byte 5 or 6), 10 IOERR, 13 FULL, 14 CANTOPEN.
+    let primary: u32 = code.parse::<u32>().map(|c| c & 0xff).unwrap_or(0);
+    if code == "1555" || code == "2067" {
+        return if message.contains("leaves.idx") {
+            StorageError::OutOfOrder { message }
+        } else if message.contains("leaves.leaf_hash") {
+            StorageError::DuplicateLeaf { message }
+        } else if message.contains("tree_heads.") {
+            StorageError::TreeHeadRejected { message }
+        } else {
+            StorageError::Database {
+                source: sqlx::Error::Database(db),
+            }
+        };
+    }
+    match primary {
+        5 | 6 | 10 | 13 | 14 => StorageError::Unavailable {
+            source: sqlx::Error::Database(db),
+        },
+        _ => StorageError::Database {
+            source: sqlx::Error::Database(db),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlite_trigger_messages_carry_their_code() {
+        assert_eq!(trigger_code("merklog ML002: gap"), Some("ML002"));
+        assert_eq!(trigger_code("merklog ML00"), None);
+        assert_eq!(trigger_code("UNIQUE constraint failed"), None);
+        assert_eq!(trigger_code("merklog XX001: no"), None);
+    }
+
+    #[test]
+    fn transport_errors_are_unavailable() {
+        assert!(matches!(
+            StorageError::from(sqlx::Error::PoolTimedOut),
+            StorageError::Unavailable { .. }
+        ));
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        assert!(matches!(
+            StorageError::from(sqlx::Error::Io(io)),
+            StorageError::Unavailable { .. }
+        ));
+    }
+}

@@ -1,0 +1,312 @@
+//! The PostgreSQL backend.
+
+use std::collections::HashMap;
+use std::str::FromStr;
+use std::time::Duration;
+
+use merklog_merkle::{Hash, NodeId};
+use merklog_sth::{SignedTreeHead, TreeHead};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
+use sqlx::Row;
+use tracing::instrument;
+
+use crate::batch::{
+    from_i64, hash_from_db, node_from_row, node_location, nodes_from_db, rows, to_i64, MAX_STORED,
+};
+use crate::{Batch, Entry, LeafNodes, LogStore, Result, StorageError};
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/postgres");
+
+/// A log stored in PostgreSQL. Cheap to clone: clones share one pool.
+#[derive(Debug, Clone)]
+pub struct PgStore {
+    pool: PgPool,
+}
+
+impl PgStore {
+    /// Connects to `url` (`postgres://` or `postgresql://`) and brings the
+    /// schema up to date.
+    ///
+    /// Every connection runs with `synchronous_commit = on`, whatever the
+    /// server's default, so a returned append is on disk (as long as the
+    /// server itself keeps `fsync = on`).
+    ///
+    /// When every migration is already applied (checked by reading
+    /// `_sqlx_migrations`), none is run, so the service can connect as
+    /// `merklog_writer`, which may not create tables; otherwise the pending
+    /// ones are applied, which needs the tables' owner.
+    ///
+    /// # Errors
+    /// [`StorageError::Config`] for a malformed URL;
+    /// [`StorageError::Unavailable`] when the server cannot be reached;
+    /// [`StorageError::Migration`] when the schema cannot be brought up to
+    /// date (or was changed: a checksum differs).
+    pub async fn connect(url: &str) -> Result<Self> {
+        let options = PgConnectOptions::from_str(url)
+            .map_err(|e| StorageError::Config {
+                reason: format!("not a PostgreSQL URL: {e}"),
+            })?
+            .options([("synchronous_commit", "on")]);
+        let pool = PgPoolOptions::new()
+            .max_connections(16)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect_with(options)
+            .await?;
+        let store = PgStore { pool };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// Wraps an existing pool without touching the schema.
+    pub fn from_pool(pool: PgPool) -> Self {
+        PgStore { pool }
+    }
+
+    /// Returns the connection pool, for tools that query the tables
+    /// directly (tests, `verify-store`).
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Applies the pending migrations, if any.
+    async fn migrate(&self) -> Result<()> {
+        if self.migrations_current().await? {
+            return Ok(());
+        }
+        MIGRATOR.run(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Returns whether every embedded migration is applied with the same
+    /// checksum (false when the bookkeeping table does not exist yet).
+    async fn migrations_current(&self) -> Result<bool> {
+        let exists: bool = sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations') IS NOT NULL")
+            .fetch_one(&self.pool)
+            .await?;
+        if !exists {
+            return Ok(false);
+        }
+        let applied: Vec<(i64, Vec<u8>, bool)> =
+            sqlx::query_as("SELECT version, checksum, success FROM _sqlx_migrations")
+                .fetch_all(&self.pool)
+                .await?;
+        let applied: HashMap<i64, (Vec<u8>, bool)> =
+            applied.into_iter().map(|(v, c, s)| (v, (c, s))).collect();
+        Ok(MIGRATOR.iter().all(|m| {
+            applied
+                .get(&m.version)
+                .is_some_and(|(checksum, ok)| *ok && checksum[..] == m.checksum[..])
+        }))
+    }
+}
+
+fn head_from_row(row: &PgRow) -> Result<SignedTreeHead> {
+    Ok(SignedTreeHead {
+        head: TreeHead {
+            tree_size: from_i64(row.try_get("tree_size")?, "tree_size")?,
+            timestamp_ms: from_i64(row.try_get("timestamp_ms")?, "timestamp_ms")?,
+            root_hash: hash_from_db(row.try_get("root_hash")?, "root_hash")?,
+        },
+        signature: row.try_get("signature")?,
+    })
+}
+
+/// Clamps a requested `[start, end)` to what the schema can hold.
+fn clamp_range(start: u64, end: u64) -> (i64, i64) {
+    let clamp = |v: u64| v.min(MAX_STORED) as i64;
+    (clamp(start), clamp(end))
+}
+
+impl LogStore for PgStore {
+    #[instrument(skip_all, fields(first_index = batch.first_index, leaves = batch.leaves.len()), err)]
+    async fn append_batch(&self, batch: &Batch) -> Result<()> {
+        let rows = rows(batch)?;
+        let mut idx = Vec::with_capacity(rows.len());
+        let mut hashes = Vec::with_capacity(rows.len());
+        let mut entries = Vec::with_capacity(rows.len());
+        let mut nodes = Vec::with_capacity(rows.len());
+        for row in &rows {
+            idx.push(row.idx);
+            hashes.push(row.leaf_hash.as_bytes().as_slice());
+            entries.push(row.entry);
+            nodes.push(row.nodes.as_slice());
+        }
+        let head = &batch.tree_head;
+
+        let mut tx = self.pool.begin().await?;
+        if !rows.is_empty() {
+            // One statement for the whole batch: the order trigger then runs
+            // once over its transition table.
+            sqlx::query(
+                "INSERT INTO leaves (idx, leaf_hash, entry, integrated_ms, nodes) \
+                 SELECT i, h, e, $4, n FROM unnest($1::bigint[], $2::bytea[], $3::bytea[], $5::bytea[]) AS t(i, h, e, n)",
+            )
+            .bind(&idx)
+            .bind(&hashes)
+            .bind(&entries)
+            .bind(to_i64(batch.integrated_ms, "integrated_ms")?)
+            .bind(&nodes)
+            .execute(&mut *tx)
+            .await?;
+        }
+        // The head's trigger sees the leaves above: same transaction.
+        sqlx::query(
+            "INSERT INTO tree_heads (tree_size, timestamp_ms, root_hash, signature) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(to_i64(head.head.tree_size, "tree_size")?)
+        .bind(to_i64(head.head.timestamp_ms, "timestamp_ms")?)
+        .bind(head.head.root_hash.as_bytes().as_slice())
+        .bind(&head.signature)
+        .execute(&mut *tx)
+        .await?;
+        // Crash window: if the connection drops after COMMIT is sent but
+        // before its answer arrives, the batch may or may not be stored; the
+        // caller learns which from leaf_count() (see the trait's contract).
+        tx.commit().await?;
+        Ok(())
+    }
+
+    #[instrument(skip_all, fields(ids = ids.len()))]
+    async fn node_hashes(&self, ids: &[NodeId]) -> Result<Vec<Hash>> {
+        let mut wanted = Vec::with_capacity(ids.len());
+        for id in ids {
+            let (row, _) = node_location(*id).ok_or(StorageError::NodeMissing { id: *id })?;
+            wanted.push(row as i64);
+        }
+        wanted.sort_unstable();
+        wanted.dedup();
+        let found: Vec<(i64, Vec<u8>, Vec<u8>)> =
+            sqlx::query_as("SELECT idx, leaf_hash, nodes FROM leaves WHERE idx = ANY($1)")
+                .bind(&wanted)
+                .fetch_all(&self.pool)
+                .await?;
+        let by_idx: HashMap<i64, (Vec<u8>, Vec<u8>)> =
+            found.into_iter().map(|(i, h, n)| (i, (h, n))).collect();
+        ids.iter()
+            .map(|id| {
+                let (row, _) = node_location(*id).expect("checked above");
+                let (leaf_hash, nodes) = by_idx
+                    .get(&(row as i64))
+                    .ok_or(StorageError::NodeMissing { id: *id })?;
+                node_from_row(*id, leaf_hash, nodes)
+            })
+            .collect()
+    }
+
+    #[instrument(skip(self))]
+    async fn entries(&self, start: u64, end: u64) -> Result<Vec<Entry>> {
+        let (start, end) = clamp_range(start, end);
+        let rows: Vec<(i64, Vec<u8>, Vec<u8>, i64)> = sqlx::query_as(
+            "SELECT idx, leaf_hash, entry, integrated_ms FROM leaves \
+             WHERE idx >= $1 AND idx < $2 ORDER BY idx",
+        )
+        .bind(start)
+        .bind(end)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|(idx, hash, entry, ms)| {
+                Ok(Entry {
+                    index: from_i64(idx, "idx")?,
+                    leaf_hash: hash_from_db(&hash, "leaf_hash")?,
+                    entry,
+                    integrated_ms: from_i64(ms, "integrated_ms")?,
+                })
+            })
+            .collect()
+    }
+
+    #[instrument(skip_all, fields(hashes = hashes.len()))]
+    async fn find_by_leaf_hash(&self, hashes: &[Hash]) -> Result<Vec<(Hash, u64)>> {
+        if hashes.is_empty() {
+            return Ok(Vec::new());
+        }
+        let wanted: Vec<&[u8]> = hashes.iter().map(|h| h.as_bytes().as_slice()).collect();
+        let rows: Vec<(Vec<u8>, i64)> =
+            sqlx::query_as("SELECT leaf_hash, idx FROM leaves WHERE leaf_hash = ANY($1::bytea[])")
+                .bind(&wanted)
+                .fetch_all(&self.pool)
+                .await?;
+        rows.into_iter()
+            .map(|(h, i)| Ok((hash_from_db(&h, "leaf_hash")?, from_i64(i, "idx")?)))
+            .collect()
+    }
+
+    #[instrument(skip(self))]
+    async fn leaf_count(&self) -> Result<u64> {
+        let count: i64 = sqlx::query_scalar("SELECT coalesce(max(idx) + 1, 0) FROM leaves")
+            .fetch_one(&self.pool)
+            .await?;
+        from_i64(count, "leaf count")
+    }
+
+    #[instrument(skip(self))]
+    async fn latest_tree_head(&self) -> Result<Option<SignedTreeHead>> {
+        let row = sqlx::query(
+            "SELECT tree_size, timestamp_ms, root_hash, signature FROM tree_heads \
+             ORDER BY tree_size DESC, timestamp_ms DESC LIMIT 1",
+        )
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(head_from_row).transpose()
+    }
+
+    #[instrument(skip(self))]
+    async fn tree_head_at_size(&self, tree_size: u64) -> Result<Option<SignedTreeHead>> {
+        let Ok(size) = i64::try_from(tree_size) else {
+            return Ok(None);
+        };
+        let row = sqlx::query(
+            "SELECT tree_size, timestamp_ms, root_hash, signature FROM tree_heads \
+             WHERE tree_size = $1 ORDER BY timestamp_ms DESC LIMIT 1",
+        )
+        .bind(size)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(head_from_row).transpose()
+    }
+
+    #[instrument(skip(self))]
+    async fn tree_heads(&self, after: Option<TreeHead>, limit: u32) -> Result<Vec<SignedTreeHead>> {
+        let (size, ts) = match after {
+            None => (-1i64, -1i64),
+            Some(h) => (
+                h.tree_size.min(MAX_STORED) as i64,
+                h.timestamp_ms.min(MAX_STORED) as i64,
+            ),
+        };
+        let rows = sqlx::query(
+            "SELECT tree_size, timestamp_ms, root_hash, signature FROM tree_heads \
+             WHERE (tree_size, timestamp_ms) > ($1, $2) \
+             ORDER BY tree_size, timestamp_ms LIMIT $3",
+        )
+        .bind(size)
+        .bind(ts)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(head_from_row).collect()
+    }
+
+    #[instrument(skip(self))]
+    async fn leaves_with_nodes(&self, start: u64, end: u64) -> Result<Vec<LeafNodes>> {
+        let (start, end) = clamp_range(start, end);
+        let rows: Vec<(i64, Vec<u8>, Vec<u8>)> = sqlx::query_as(
+            "SELECT idx, leaf_hash, nodes FROM leaves WHERE idx >= $1 AND idx < $2 ORDER BY idx",
+        )
+        .bind(start)
+        .bind(end)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|(idx, hash, nodes)| {
+                let index = from_i64(idx, "idx")?;
+                Ok(LeafNodes {
+                    index,
+                    leaf_hash: hash_from_db(&hash, "leaf_hash")?,
+                    nodes: nodes_from_db(index, &nodes)?,
+                })
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,334 @@
+//! The embedded SQLite backend: the same tables and triggers as PostgreSQL,
+//! in one file, nothing to install.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use merklog_merkle::{Hash, NodeId};
+use merklog_sth::{SignedTreeHead, TreeHead};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
+};
+use sqlx::Row;
+use tracing::instrument;
+
+use crate::batch::{
+    from_i64, hash_from_db, node_from_row, node_location, nodes_from_db, rows, to_i64, MAX_STORED,
+};
+use crate::{Batch, Entry, LeafNodes, LogStore, Result, StorageError};
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/sqlite");
+
+/// Where the embedded store lives when no database is configured.
+pub const DEFAULT_SQLITE_PATH: &str = "./data/merklog.db";
+
+/// How many values one `IN (...)` list binds; SQLite allows 32,766.
+const IN_LIST_CHUNK: usize = 1000;
+
+/// A log stored in one SQLite file. Cheap to clone: clones share one pool.
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens (creating it and its directory if needed) the store in the file
+    /// at `path`, and brings the schema up to date.
+    ///
+    /// # Errors
+    /// [`StorageError::Unavailable`] when the directory or file cannot be
+    /// created or opened; [`StorageError::Migration`].
+    pub async fn open_path(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| StorageError::Unavailable {
+                source: sqlx::Error::Io(e),
+            })?;
+        }
+        Self::open_with(SqliteConnectOptions::new().filename(path), false).await
+    }
+
+    /// Opens the store at a `sqlite:` URL (`sqlite://path/to/file.db`,
+    /// `sqlite::memory:`), creating the file if needed.
+    ///
+    /// # Errors
+    /// [`StorageError::Config`] for a malformed URL; otherwise as
+    /// [`SqliteStore::open_path`].
+    pub async fn open_url(url: &str) -> Result<Self> {
+        let options = SqliteConnectOptions::from_str(url).map_err(|e| StorageError::Config {
+            reason: format!("not a SQLite URL: {e}"),
+        })?;
+        let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+        if !in_memory {
+            let file = options.get_filename();
+            if let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir).map_err(|e| StorageError::Unavailable {
+                    source: sqlx::Error::Io(e),
+                })?;
+            }
+        }
+        Self::open_with(options, in_memory).await
+    }
+
+    async fn open_with(options: SqliteConnectOptions, in_memory: bool) -> Result<Self> {
+        let options = options
+            .create_if_missing(true)
+            // WAL lets readers run beside the appender; FULL syncs the WAL at
+            // every commit, so a returned append survives a power loss.
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(5));
+        // Each connection to `:memory:` would be a database of its own.
+        let max = if in_memory { 1 } else { 4 };
+        let pool = SqlitePoolOptions::new()
+            .max_connections(max)
+            .min_connections(if in_memory { 1 } else { 0 })
+            .idle_timeout(if in_memory {
+                None
+            } else {
+                Some(Duration::from_secs(600))
+            })
+            .max_lifetime(if in_memory {
+                None
+            } else {
+                Some(Duration::from_secs(1800))
+            })
+            .acquire_timeout(Duration::from_secs(5))
+            .connect_with(options)
+            .await?;
+        MIGRATOR.run(&pool).await?;
+        Ok(SqliteStore { pool })
+    }
+
+    /// Returns the connection pool, for tools that query the tables
+    /// directly (tests, `verify-store`).
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+}
+
+fn head_from_row(row: &SqliteRow) -> Result<SignedTreeHead> {
+    Ok(SignedTreeHead {
+        head: TreeHead {
+            tree_size: from_i64(row.try_get("tree_size")?, "tree_size")?,
+            timestamp_ms: from_i64(row.try_get("timestamp_ms")?, "timestamp_ms")?,
+            root_hash: hash_from_db(row.try_get("root_hash")?, "root_hash")?,
+        },
+        signature: row.try_get("signature")?,
+    })
+}
+
+fn clamp_range(start: u64, end: u64) -> (i64, i64) {
+    let clamp = |v: u64| v.min(MAX_STORED) as i64;
+    (clamp(start), clamp(end))
+}
+
+/// Returns `?, ?, …` with `n` placeholders.
+fn placeholders(n: usize) -> String {
+    let mut s = "?, ".repeat(n);
+    s.truncate(s.len().saturating_sub(2));
+    s
+}
+
+impl LogStore for SqliteStore {
+    #[instrument(skip_all, fields(first_index = batch.first_index, leaves = batch.leaves.len()), err)]
+    async fn append_batch(&self, batch: &Batch) -> Result<()> {
+        let rows = rows(batch)?;
+        let integrated_ms = to_i64(batch.integrated_ms, "integrated_ms")?;
+        let head = &batch.tree_head;
+        // IMMEDIATE takes the write lock up front, so a concurrent writer
+        // waits (busy_timeout) instead of failing half-way.
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        for row in &rows {
+            sqlx::query(
+                "INSERT INTO leaves (idx, leaf_hash, entry, integrated_ms, nodes) VALUES (?, ?, ?, ?, ?)",
+            )
+            .bind(row.idx)
+            .bind(row.leaf_hash.as_bytes().as_slice())
+            .bind(row.entry)
+            .bind(integrated_ms)
+            .bind(row.nodes.as_slice())
+            .execute(&mut *tx)
+            .await?;
+        }
+        sqlx::query(
+            "INSERT INTO tree_heads (tree_size, timestamp_ms, root_hash, signature) VALUES (?, ?, ?, ?)",
+        )
+        .bind(to_i64(head.head.tree_size, "tree_size")?)
+        .bind(to_i64(head.head.timestamp_ms, "timestamp_ms")?)
+        .bind(head.head.root_hash.as_bytes().as_slice())
+        .bind(head.signature.as_slice())
+        .execute(&mut *tx)
+        .await?;
+        // With synchronous=FULL the WAL is synced before COMMIT returns.
+        tx.commit().await?;
+        Ok(())
+    }
+
+    #[instrument(skip_all, fields(ids = ids.len()))]
+    async fn node_hashes(&self, ids: &[NodeId]) -> Result<Vec<Hash>> {
+        let mut wanted = Vec::with_capacity(ids.len());
+        for id in ids {
+            let (row, _) = node_location(*id).ok_or(StorageError::NodeMissing { id: *id })?;
+            wanted.push(row as i64);
+        }
+        wanted.sort_unstable();
+        wanted.dedup();
+        let mut by_idx: HashMap<i64, (Vec<u8>, Vec<u8>)> = HashMap::with_capacity(wanted.len());
+        for chunk in wanted.chunks(IN_LIST_CHUNK) {
+            let sql = format!(
+                "SELECT idx, leaf_hash, nodes FROM leaves WHERE idx IN ({})",
+                placeholders(chunk.len())
+            );
+            let mut query = sqlx::query_as::<_, (i64, Vec<u8>, Vec<u8>)>(&sql);
+            for idx in chunk {
+                query = query.bind(idx);
+            }
+            for (i, h, n) in query.fetch_all(&self.pool).await? {
+                by_idx.insert(i, (h, n));
+            }
+        }
+        ids.iter()
+            .map(|id| {
+                let (row, _) = node_location(*id).expect("checked above");
+                let (leaf_hash, nodes) = by_idx
+                    .get(&(row as i64))
+                    .ok_or(StorageError::NodeMissing { id: *id })?;
+                node_from_row(*id, leaf_hash, nodes)
+            })
+            .collect()
+    }
+
+    #[instrument(skip(self))]
+    async fn entries(&self, start: u64, end: u64) -> Result<Vec<Entry>> {
+        let (start, end) = clamp_range(start, end);
+        let rows: Vec<(i64, Vec<u8>, Vec<u8>, i64)> = sqlx::query_as(
+            "SELECT idx, leaf_hash, entry, integrated_ms FROM leaves \
+             WHERE idx >= ? AND idx < ? ORDER BY idx",
+        )
+        .bind(start)
+        .bind(end)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|(idx, hash, entry, ms)| {
+                Ok(Entry {
+                    index: from_i64(idx, "idx")?,
+                    leaf_hash: hash_from_db(&hash, "leaf_hash")?,
+                    entry,
+                    integrated_ms: from_i64(ms, "integrated_ms")?,
+                })
+            })
+            .collect()
+    }
+
+    #[instrument(skip_all, fields(hashes = hashes.len()))]
+    async fn find_by_leaf_hash(&self, hashes: &[Hash]) -> Result<Vec<(Hash, u64)>> {
+        let mut found = Vec::new();
+        for chunk in hashes.chunks(IN_LIST_CHUNK) {
+            let sql = format!(
+                "SELECT leaf_hash, idx FROM leaves WHERE leaf_hash IN ({})",
+                placeholders(chunk.len())
+            );
+            let mut query = sqlx::query_as::<_, (Vec<u8>, i64)>(&sql);
+            for h in chunk {
+                query = query.bind(h.as_bytes().as_slice());
+            }
+            for (h, i) in query.fetch_all(&self.pool).await? {
+                found.push((hash_from_db(&h, "leaf_hash")?, from_i64(i, "idx")?));
+            }
+        }
+        Ok(found)
+    }
+
+    #[instrument(skip(self))]
+    async fn leaf_count(&self) -> Result<u64> {
+        let count: i64 = sqlx::query_scalar("SELECT coalesce(max(idx) + 1, 0) FROM leaves")
+            .fetch_one(&self.pool)
+            .await?;
+        from_i64(count, "leaf count")
+    }
+
+    #[instrument(skip(self))]
+    async fn latest_tree_head(&self) -> Result<Option<SignedTreeHead>> {
+        let row = sqlx::query(
+            "SELECT tree_size, timestamp_ms, root_hash, signature FROM tree_heads \
+             ORDER BY tree_size DESC, timestamp_ms DESC LIMIT 1",
+        )
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(head_from_row).transpose()
+    }
+
+    #[instrument(skip(self))]
+    async fn tree_head_at_size(&self, tree_size: u64) -> Result<Option<SignedTreeHead>> {
+        let Ok(size) = i64::try_from(tree_size) else {
+            return Ok(None);
+        };
+        let row = sqlx::query(
+            "SELECT tree_size, timestamp_ms, root_hash, signature FROM tree_heads \
+             WHERE tree_size = ? ORDER BY timestamp_ms DESC LIMIT 1",
+        )
+        .bind(size)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(head_from_row).transpose()
+    }
+
+    #[instrument(skip(self))]
+    async fn tree_heads(&self, after: Option<TreeHead>, limit: u32) -> Result<Vec<SignedTreeHead>> {
+        let (size, ts) = match after {
+            None => (-1i64, -1i64),
+            Some(h) => (
+                h.tree_size.min(MAX_STORED) as i64,
+                h.timestamp_ms.min(MAX_STORED) as i64,
+            ),
+        };
+        let rows = sqlx::query(
+            "SELECT tree_size, timestamp_ms, root_hash, signature FROM tree_heads \
+             WHERE (tree_size, timestamp_ms) > (?, ?) \
+             ORDER BY tree_size, timestamp_ms LIMIT ?",
+        )
+        .bind(size)
+        .bind(ts)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(head_from_row).collect()
+    }
+
+    #[instrument(skip(self))]
+    async fn leaves_with_nodes(&self, start: u64, end: u64) -> Result<Vec<LeafNodes>> {
+        let (start, end) = clamp_range(start, end);
+        let rows: Vec<(i64, Vec<u8>, Vec<u8>)> = sqlx::query_as(
+            "SELECT idx, leaf_hash, nodes FROM leaves WHERE idx >= ? AND idx < ? ORDER BY idx",
+        )
+        .bind(start)
+        .bind(end)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|(idx, hash, nodes)| {
+                let index = from_i64(idx, "idx")?;
+                Ok(LeafNodes {
+                    index,
+                    leaf_hash: hash_from_db(&hash, "leaf_hash")?,
+                    nodes: nodes_from_db(index, &nodes)?,
+                })
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn placeholders_are_comma_separated() {
+        assert_eq!(super::placeholders(0), "");
+        assert_eq!(super::placeholders(3), "?, ?, ?");
+    }
+}

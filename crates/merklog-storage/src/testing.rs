@@ -1,0 +1,179 @@
+//! Test support for this crate's tests and other crates' tests (feature
+//! `testing`): temporary databases and a deterministic log that builds
+//! batches.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use merklog_merkle::CompactRange;
+use merklog_sth::LogSigner;
+use rand::{Rng, SeedableRng};
+use sqlx::{Connection, Executor, PgConnection};
+
+use crate::Batch;
+
+/// The server that [`TempPostgres`] creates databases on when
+/// `DATABASE_URL` is not set.
+pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+
+/// A fresh PostgreSQL database, dropped (with `WITH (FORCE)`, which ends its
+/// connections) when the guard is dropped.
+#[derive(Debug)]
+pub struct TempPostgres {
+    admin_url: String,
+    name: String,
+}
+
+impl TempPostgres {
+    /// Creates a uniquely named empty database on the server of
+    /// `DATABASE_URL` (default [`DEFAULT_DATABASE_URL`]) and returns its URL
+    /// and the guard that drops it.
+    ///
+    /// # Panics
+    /// When the server cannot be reached or the database cannot be created:
+    /// this is for tests.
+    pub async fn create() -> (String, TempPostgres) {
+        Self::try_create()
+            .await
+            .unwrap_or_else(|e| panic!("cannot create a test database: {e}"))
+    }
+
+    /// Like [`TempPostgres::create`], returning the error instead.
+    ///
+    /// # Errors
+    /// When the server cannot be reached or refuses `CREATE DATABASE`.
+    pub async fn try_create() -> Result<(String, TempPostgres), sqlx::Error> {
+        static COUNTER: AtomicU32 = AtomicU32::new(0);
+        let admin_url =
+            std::env::var("DATABASE_URL").unwrap_or_else(|_| DEFAULT_DATABASE_URL.to_owned());
+        let name = format!(
+            "merklog_test_{}_{}_{:08x}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed),
+            rand::thread_rng().gen::<u32>()
+        );
+        let mut url =
+            url::Url::parse(&admin_url).map_err(|e| sqlx::Error::Configuration(Box::new(e)))?;
+        url.set_path(&name);
+
+        let mut admin = PgConnection::connect(&admin_url).await?;
+        admin
+            .execute(format!("CREATE DATABASE \"{name}\"").as_str())
+            .await?;
+        admin.close().await?;
+        Ok((url.to_string(), TempPostgres { admin_url, name }))
+    }
+
+    /// Returns the database's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Returns the URL of the server's administrative database, to run
+    /// statements outside the temporary database (creating roles, say).
+    pub fn admin_url(&self) -> &str {
+        &self.admin_url
+    }
+}
+
+impl Drop for TempPostgres {
+    fn drop(&mut self) {
+        let admin_url = self.admin_url.clone();
+        let name = self.name.clone();
+        // Drop cannot await, and may run inside a runtime: drop the database
+        // from a thread with its own small runtime, and wait for it.
+        let dropped = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            runtime.block_on(async {
+                let mut admin = PgConnection::connect(&admin_url).await?;
+                admin
+                    .execute(format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)").as_str())
+                    .await?;
+                admin.close().await?;
+                Ok::<_, sqlx::Error>(())
+            })?;
+            Ok::<_, Box<dyn std::error::Error + Send + Sync>>(())
+        })
+        .join();
+        if let Ok(Err(e)) = dropped {
+            eprintln!("could not drop test database {}: {e}", self.name);
+        }
+    }
+}
+
+/// A SQLite file path in a fresh temporary directory, removed with the
+/// returned guard.
+///
+/// # Panics
+/// When no temporary directory can be created.
+pub fn temp_sqlite() -> (PathBuf, tempfile::TempDir) {
+    let dir = tempfile::Builder::new()
+        .prefix("merklog-test-")
+        .tempdir()
+        .expect("create a temporary directory");
+    (dir.path().join("merklog.db"), dir)
+}
+
+/// A log kept in memory that hands out the next batch to store: a
+/// deterministic key, entries and clock, so tests repeat exactly.
+#[derive(Debug)]
+pub struct TestLog {
+    /// The tree of every leaf handed out so far.
+    pub range: CompactRange,
+    /// The log's key.
+    pub signer: LogSigner,
+    /// The timestamp of the next head, in milliseconds; advances by one per
+    /// batch.
+    pub clock_ms: u64,
+}
+
+impl Default for TestLog {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl TestLog {
+    /// Returns an empty log with a key derived from a fixed seed.
+    pub fn new() -> Self {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(6962);
+        TestLog {
+            range: CompactRange::new(),
+            signer: LogSigner::generate(&mut rng),
+            clock_ms: 1_700_000_000_000,
+        }
+    }
+
+    /// Returns the entry stored at `index` by [`TestLog::next_batch`]:
+    /// `size` bytes that depend on the index only.
+    pub fn entry(index: u64, size: usize) -> Vec<u8> {
+        let mut bytes = format!("entry {index}:").into_bytes();
+        bytes.resize(size.max(bytes.len()), (index % 251) as u8);
+        bytes
+    }
+
+    /// Returns the batch of the next `count` leaves, of `entry_size` bytes
+    /// each ([`TestLog::entry`]), and advances the in-memory tree.
+    pub fn next_batch(&mut self, count: u64, entry_size: usize) -> Batch {
+        let first = self.range.size();
+        let entries = (first..first + count)
+            .map(|i| Self::entry(i, entry_size))
+            .collect();
+        self.batch_of(entries)
+    }
+
+    /// Returns the batch that appends `entries`, and advances the tree.
+    pub fn batch_of(&mut self, entries: Vec<Vec<u8>>) -> Batch {
+        self.clock_ms += 1;
+        let signer = &self.signer;
+        Batch::grow(
+            &mut self.range,
+            entries,
+            self.clock_ms,
+            self.clock_ms,
+            |head| signer.sign(head),
+        )
+    }
+}
