@@ -1,1 +1,45 @@
-fn main() {}
+//! `merklog`: run a log, make its key, and (as a client) talk to one.
+
+mod keygen;
+mod serve;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "merklog",
+    version,
+    about = "A Merkle-tree transparency log (RFC 6962 / RFC 9162)"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the log service.
+    Serve(serve::ServeArgs),
+    /// Generate a log signing key (PKCS#8 PEM, ECDSA P-256, mode 0600).
+    Keygen(keygen::KeygenArgs),
+    #[command(flatten)]
+    Client(merklog_cli::client::ClientCommand),
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve(args) => serve::run(args),
+        Command::Keygen(args) => keygen::run(args),
+        // Exit codes of the client commands: 0 ok, 1 verification
+        // failure, 2 usage or connection error (docs/FORMATS.md).
+        Command::Client(command) => return command.run(),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("merklog: error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -1,1 +1,108 @@
+//! The merklog log service.
+//!
+//! - [`sequencer`]: the one task that owns the tree's right edge. It batches
+//!   concurrent appends, integrates them with the core crate, commits leaves,
+//!   nodes and the new signed tree head in one storage transaction, and only
+//!   then answers the callers.
+//! - [`service`]: the `merklog.v1.Log` gRPC service over a store and the
+//!   sequencer.
+//! - [`status`]: the single translation of domain errors into gRPC statuses.
+//!
+//! It does not parse command lines or read key files; the `merklog` binary
+//! does that and hands this crate a [`ServerConfig`], a store and a signer.
 
+pub mod clock;
+pub mod config;
+pub mod sequencer;
+pub mod service;
+pub mod status;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use merklog_proto::v1::log_server::LogServer;
+use merklog_sth::LogSigner;
+use merklog_storage::LogStore;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+
+pub use clock::{Clock, SystemClock};
+pub use config::{Limits, SequencerConfig, ServerConfig};
+pub use sequencer::{Sequencer, StartupError};
+pub use service::LogService;
+
+/// Everything that stops the server from running.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The stored log failed a start-up check, or the store could not be read.
+    #[error(transparent)]
+    Startup(#[from] StartupError),
+    /// The listener could not be bound or served.
+    #[error("gRPC transport failed: {0}")]
+    Transport(#[from] tonic::transport::Error),
+    /// Server reflection could not be set up.
+    #[error("server reflection: {0}")]
+    Reflection(String),
+    /// The configuration is inconsistent.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+}
+
+/// Runs the log on `listener` until `shutdown` resolves, then stops taking
+/// requests, lets the batch in flight commit and answers its callers.
+///
+/// # Errors
+/// [`ServeError`] when the stored log fails its start-up checks or the
+/// transport fails.
+pub async fn serve<S: LogStore + Send + Sync + 'static>(
+    listener: TcpListener,
+    config: ServerConfig,
+    store: Arc<S>,
+    signer: LogSigner,
+    clock: Arc<dyn Clock>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    config.validate().map_err(ServeError::Config)?;
+    let (sequencer, sequencer_task) = Sequencer::start(
+        store.clone(),
+        signer.clone(),
+        clock,
+        config.sequencer.clone(),
+    )
+    .await?;
+    let service = LogService::new(store, sequencer, signer.public_key().clone(), config.limits);
+
+    let (health_reporter, health_service) = tonic_health::server::health_reporter();
+    health_reporter
+        .set_serving::<LogServer<LogService<S>>>()
+        .await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(merklog_proto::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .map_err(|e| ServeError::Reflection(e.to_string()))?;
+
+    let local: Option<SocketAddr> = listener.local_addr().ok();
+    tracing::info!(
+        addr = ?local,
+        log_id = %signer.public_key().log_id(),
+        "serving merklog.v1.Log"
+    );
+    let max_message = config.limits.max_message_bytes();
+    tonic::transport::Server::builder()
+        .add_service(
+            LogServer::new(service)
+                .max_decoding_message_size(max_message)
+                .max_encoding_message_size(max_message),
+        )
+        .add_service(health_service)
+        .add_service(reflection)
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .await?;
+    // The transport has stopped and dropped the service, and with it every
+    // sender to the sequencer: it drains what is queued and exits.
+    tracing::info!("transport stopped; waiting for the sequencer to finish its batch");
+    let _ = sequencer_task.await;
+    tracing::info!("shut down cleanly");
+    Ok(())
+}

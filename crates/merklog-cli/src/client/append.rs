@@ -1,0 +1,185 @@
+//! `merklog append`: add entries and check the log's receipt.
+
+use std::io::{Read, Write};
+use std::path::PathBuf;
+
+use merklog_client::json::{InclusionProofJson, TreeHeadJson};
+use merklog_client::{AppendReceipt, Client};
+use serde::Serialize;
+
+use super::{print_head, print_json, CommandError, CommandResult, LogArgs, OutputArgs};
+
+/// Arguments of `merklog append`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct AppendArgs {
+    #[command(flatten)]
+    pub log: LogArgs,
+    /// Entries given on the command line, one entry each.
+    pub entries: Vec<String>,
+    /// Read entries from these files (`-` for stdin): one per line, or the
+    /// whole file as one entry with `--whole`. Without entries or files,
+    /// stdin is read.
+    #[arg(long = "file", short = 'f')]
+    pub files: Vec<PathBuf>,
+    /// Take each file (or stdin) whole, as one entry, instead of one entry
+    /// per line.
+    #[arg(long)]
+    pub whole: bool,
+    #[command(flatten)]
+    pub out: OutputArgs,
+}
+
+/// The JSON output of `merklog append`.
+#[derive(Debug, Serialize)]
+pub struct AppendOutput {
+    pub entries: Vec<AppendedJson>,
+    pub tree_head: TreeHeadJson,
+}
+
+/// One appended entry in the JSON output.
+#[derive(Debug, Serialize)]
+pub struct AppendedJson {
+    pub leaf_index: u64,
+    #[serde(with = "merklog_client::json::hex_hash")]
+    pub leaf_hash: merklog_merkle::Hash,
+    pub duplicate: bool,
+    pub inclusion_proof: InclusionProofJson,
+}
+
+impl From<&AppendReceipt> for AppendOutput {
+    fn from(r: &AppendReceipt) -> Self {
+        AppendOutput {
+            entries: r
+                .entries
+                .iter()
+                .map(|e| AppendedJson {
+                    leaf_index: e.proof.leaf_index,
+                    leaf_hash: e.proof.leaf_hash,
+                    duplicate: e.duplicate,
+                    inclusion_proof: e.proof.clone(),
+                })
+                .collect(),
+            tree_head: r.head.to_json(),
+        }
+    }
+}
+
+/// Collects the entries the arguments name.
+///
+/// # Errors
+/// [`CommandError::Usage`] when a file cannot be read or no entry is given.
+pub fn collect_entries(args: &AppendArgs, stdin: &mut dyn Read) -> CommandResult<Vec<Vec<u8>>> {
+    let mut entries: Vec<Vec<u8>> = args
+        .entries
+        .iter()
+        .map(|e| e.clone().into_bytes())
+        .collect();
+    let mut inputs = Vec::new();
+    for path in &args.files {
+        if path.as_os_str() == "-" {
+            let mut buf = Vec::new();
+            stdin.read_to_end(&mut buf)?;
+            inputs.push(buf);
+        } else {
+            let buf = std::fs::read(path)
+                .map_err(|e| CommandError::Usage(format!("cannot read {}: {e}", path.display())))?;
+            inputs.push(buf);
+        }
+    }
+    if args.entries.is_empty() && args.files.is_empty() {
+        let mut buf = Vec::new();
+        stdin.read_to_end(&mut buf)?;
+        inputs.push(buf);
+    }
+    for input in inputs {
+        if args.whole {
+            entries.push(input);
+        } else {
+            entries.extend(
+                input
+                    .split(|b| *b == b'\n')
+                    .map(|line| line.strip_suffix(b"\r").unwrap_or(line))
+                    .filter(|line| !line.is_empty())
+                    .map(<[u8]>::to_vec),
+            );
+        }
+    }
+    if entries.is_empty() {
+        return Err(CommandError::Usage("no entries to append".into()));
+    }
+    Ok(entries)
+}
+
+/// Appends the entries and prints the verified receipt.
+///
+/// # Errors
+/// When the log refuses the entries or its receipt does not verify.
+pub async fn run(args: AppendArgs, out: &mut dyn Write) -> CommandResult {
+    let entries = collect_entries(&args, &mut std::io::stdin().lock())?;
+    let mut client = args.log.connect().await?;
+    let receipt = append_all(&mut client, entries).await?;
+    if args.out.json {
+        return print_json(out, &AppendOutput::from(&receipt));
+    }
+    for e in &receipt.entries {
+        let note = if e.duplicate {
+            "  (already in the log)"
+        } else {
+            ""
+        };
+        writeln!(
+            out,
+            "index {}  leaf hash {}  inclusion proof verified{note}",
+            e.proof.leaf_index, e.proof.leaf_hash
+        )?;
+    }
+    print_head(out, &receipt.head)
+}
+
+/// Appends `entries` in calls the log accepts (its `max_entries_per_append`)
+/// and returns one receipt: every entry's proof against the last head.
+///
+/// # Errors
+/// As [`Client::append`].
+pub async fn append_all(
+    client: &mut Client,
+    entries: Vec<Vec<u8>>,
+) -> CommandResult<AppendReceipt> {
+    let info = client.log_info().await?;
+    let chunk = (info.max_entries_per_append as usize).max(1);
+    if entries.len() <= chunk {
+        return Ok(client.append(entries).await?);
+    }
+    // Several calls: prove every entry into the final head.
+    let mut placed = Vec::new();
+    for part in entries.chunks(chunk) {
+        let receipt = client.append(part.to_vec()).await?;
+        placed.extend(
+            receipt
+                .entries
+                .into_iter()
+                .map(|e| (e.proof.leaf_index, e.duplicate)),
+        );
+    }
+    let mut entries_out = Vec::with_capacity(placed.len());
+    let mut head = None;
+    for (index, duplicate) in placed {
+        let proven = client
+            .inclusion_by_index(
+                index,
+                head.as_ref()
+                    .map(|h: &merklog_client::VerifiedHead| h.tree_size()),
+            )
+            .await?;
+        head.get_or_insert(proven.head.clone());
+        entries_out.push(merklog_client::AppendedEntry {
+            proof: proven.proof,
+            duplicate,
+        });
+    }
+    let head = head.ok_or_else(|| CommandError::Usage("no entries to append".into()))?;
+    Ok(AppendReceipt {
+        head,
+        entries: entries_out,
+    })
+}

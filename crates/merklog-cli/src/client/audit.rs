@@ -1,0 +1,420 @@
+//! `merklog audit`: download the whole log and check it against what it
+//! signed and what it proves.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::io::Write;
+
+use merklog_client::json::{hex_hash, TreeHeadJson};
+use merklog_client::{Client, ClientError};
+use merklog_merkle::{leaf_hash, merkle_tree_hash, CompactRange, Hash};
+use serde::Serialize;
+
+use super::{print_json, CommandError, CommandResult, LogArgs, OutputArgs, Progress};
+
+/// Arguments of `merklog audit`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct AuditArgs {
+    #[command(flatten)]
+    pub log: LogArgs,
+    /// Skip the inclusion proofs (one call per two entries): check only the
+    /// entries, the latest root and the heads at batch boundaries.
+    #[arg(long)]
+    pub no_proofs: bool,
+    #[command(flatten)]
+    pub out: OutputArgs,
+}
+
+/// What to check besides the entries and the latest root.
+#[derive(Debug, Clone, Copy)]
+pub struct AuditOptions {
+    /// Fetch the inclusion proof of every even leaf (which between them use
+    /// every stored interior node) and compare each hash with the tree the
+    /// entries give.
+    pub proofs: bool,
+}
+
+/// Something the audit found wrong, naming the entry, head or node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum AuditProblem {
+    /// The entry's bytes do not hash to the leaf hash served with it.
+    BadEntry {
+        leaf_index: u64,
+        #[serde(with = "hex_hash")]
+        served_leaf_hash: Hash,
+        #[serde(with = "hex_hash")]
+        computed_leaf_hash: Hash,
+    },
+    /// The log served fewer entries than its latest head covers.
+    MissingEntries { tree_size: u64, served: u64 },
+    /// The entries give another root than the latest signed head.
+    RootMismatch {
+        tree_size: u64,
+        #[serde(with = "hex_hash")]
+        signed: Hash,
+        #[serde(with = "hex_hash")]
+        computed: Hash,
+    },
+    /// A signed head at an earlier size does not verify or is not
+    /// consistent with the latest.
+    BadHead { tree_size: u64, error: String },
+    /// A signed head at an earlier size has another root than the entries
+    /// give.
+    HeadRoot {
+        tree_size: u64,
+        timestamp: u64,
+        #[serde(with = "hex_hash")]
+        signed: Hash,
+        #[serde(with = "hex_hash")]
+        computed: Hash,
+    },
+    /// The log serves a wrong hash for a subtree in its inclusion proofs.
+    BadProofNode {
+        /// The subtree's leaves `[first, end)`.
+        first: u64,
+        end: u64,
+        /// `(level, index)` when the subtree is complete (a stored node).
+        node: Option<(u8, u64)>,
+        #[serde(with = "hex_hash")]
+        served: Hash,
+        #[serde(with = "hex_hash")]
+        computed: Hash,
+        /// The first leaf whose proof showed it.
+        seen_in_proof_of: u64,
+    },
+    /// An inclusion proof failed for another reason (its length, its leaf).
+    BadProof { leaf_index: u64, error: String },
+}
+
+impl fmt::Display for AuditProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AuditProblem::BadEntry {
+                leaf_index,
+                served_leaf_hash,
+                computed_leaf_hash,
+            } => write!(
+                f,
+                "entry {leaf_index}: its bytes hash to {computed_leaf_hash} but the log serves leaf hash {served_leaf_hash} (the entry or its leaf hash was changed)"
+            ),
+            AuditProblem::MissingEntries { tree_size, served } => write!(
+                f,
+                "entries {served}..{tree_size} are missing: the signed head covers {tree_size} entries but the log served only {served}"
+            ),
+            AuditProblem::RootMismatch {
+                tree_size,
+                signed,
+                computed,
+            } => write!(
+                f,
+                "root mismatch at size {tree_size}: the entries give root {computed} but the signed head says {signed}"
+            ),
+            AuditProblem::BadHead { tree_size, error } => {
+                write!(f, "signed head at size {tree_size}: {error}")
+            }
+            AuditProblem::HeadRoot {
+                tree_size,
+                timestamp,
+                signed,
+                computed,
+            } => write!(
+                f,
+                "signed head at size {tree_size} (timestamp {timestamp}) says root {signed} but the entries give {computed}"
+            ),
+            AuditProblem::BadProofNode {
+                first,
+                end,
+                node,
+                served,
+                computed,
+                seen_in_proof_of,
+            } => {
+                write!(f, "the log serves hash {served} for leaves [{first}, {end})")?;
+                if let Some((level, index)) = node {
+                    write!(f, " (stored node level {level}, index {index})")?;
+                }
+                write!(
+                    f,
+                    " but the entries give {computed} (seen in the inclusion proof of leaf {seen_in_proof_of})"
+                )
+            }
+            AuditProblem::BadProof { leaf_index, error } => {
+                write!(f, "inclusion proof of leaf {leaf_index}: {error}")
+            }
+        }
+    }
+}
+
+/// The audit's findings.
+#[derive(Debug, Clone, Serialize)]
+pub struct AuditReport {
+    pub tree_head: TreeHeadJson,
+    pub entries_checked: u64,
+    pub heads_checked: u64,
+    pub proofs_checked: u64,
+    pub problems: Vec<AuditProblem>,
+}
+
+impl AuditReport {
+    /// Returns true when nothing was found wrong.
+    pub fn ok(&self) -> bool {
+        self.problems.is_empty()
+    }
+}
+
+/// Audits the log behind `client`: checks its latest head (signature, and
+/// consistency with the client's trusted head), downloads every entry,
+/// checks each against its leaf hash, recomputes the root, checks the
+/// signed heads at each batch boundary (where the entries' integration time
+/// changes) and, with `options.proofs`, every interior node the log serves
+/// in inclusion proofs.
+///
+/// Problems in the log's data are collected in the report; the error is
+/// for a latest head that fails (bad signature, fork, rollback) and for
+/// transport failures.
+///
+/// Memory: 32 bytes per entry (the leaf hashes, kept for naming wrong
+/// proof nodes).
+///
+/// # Errors
+/// As [`Client::latest_head`]; transport and status errors.
+pub async fn audit(
+    client: &mut Client,
+    options: AuditOptions,
+    progress: &mut Progress,
+) -> Result<AuditReport, ClientError> {
+    let head = client.latest_head().await?;
+    let n = head.tree_size();
+    let mut problems = Vec::new();
+    let mut leaves: Vec<Hash> = Vec::new();
+    let mut range = CompactRange::new();
+    let mut boundaries: Vec<(u64, Hash)> = Vec::new();
+    let mut last_ms = None;
+    while range.size() < n {
+        let page = client.served_entries_page(range.size(), n).await?;
+        if page.is_empty() {
+            problems.push(AuditProblem::MissingEntries {
+                tree_size: n,
+                served: range.size(),
+            });
+            break;
+        }
+        for e in page {
+            if last_ms.is_some_and(|ms| ms != e.integrated_ms) {
+                boundaries.push((e.index, range.root()));
+            }
+            last_ms = Some(e.integrated_ms);
+            let computed = leaf_hash(&e.data);
+            if computed != e.claimed_leaf_hash {
+                problems.push(AuditProblem::BadEntry {
+                    leaf_index: e.index,
+                    served_leaf_hash: e.claimed_leaf_hash,
+                    computed_leaf_hash: computed,
+                });
+            }
+            range.append(computed, |_, _| {});
+            leaves.push(computed);
+        }
+        progress.update(range.size(), n, "entries");
+    }
+    let complete = range.size() == n;
+    if complete && range.root() != head.root_hash() {
+        problems.push(AuditProblem::RootMismatch {
+            tree_size: n,
+            signed: head.root_hash(),
+            computed: range.root(),
+        });
+    }
+
+    let mut heads_checked = 1;
+    for (size, computed) in boundaries {
+        match client.head_at(size).await {
+            Ok(h) => {
+                heads_checked += 1;
+                if h.root_hash() != computed {
+                    problems.push(AuditProblem::HeadRoot {
+                        tree_size: size,
+                        timestamp: h.timestamp_ms(),
+                        signed: h.root_hash(),
+                        computed,
+                    });
+                }
+            }
+            Err(ClientError::NoSignedHead { .. }) => {}
+            Err(e) if e.is_verification_failure() => {
+                heads_checked += 1;
+                problems.push(AuditProblem::BadHead {
+                    tree_size: size,
+                    error: e.to_string(),
+                });
+            }
+            Err(e) => return Err(e),
+        }
+    }
+
+    let mut proofs_checked = 0;
+    if options.proofs && complete {
+        let mut subtrees = SubtreeCache::new(&leaves);
+        let mut reported: HashMap<(u64, u64), ()> = HashMap::new();
+        for m in (0..n).step_by(2) {
+            match client.inclusion_by_index(m, Some(n)).await {
+                Ok(_) => {}
+                Err(ClientError::InclusionProof { proof, reason, .. }) => {
+                    let ranges = path_ranges(m, n);
+                    let mut named = false;
+                    if ranges.len() == proof.len() {
+                        for (&(first, end), served) in ranges.iter().zip(&proof) {
+                            let computed = subtrees.hash(first, end);
+                            if computed != *served {
+                                named = true;
+                                if reported.insert((first, end), ()).is_none() {
+                                    problems.push(AuditProblem::BadProofNode {
+                                        first,
+                                        end,
+                                        node: complete_node(first, end),
+                                        served: *served,
+                                        computed,
+                                        seen_in_proof_of: m,
+                                    });
+                                }
+                            }
+                        }
+                    }
+                    if !named {
+                        problems.push(AuditProblem::BadProof {
+                            leaf_index: m,
+                            error: reason.to_string(),
+                        });
+                    }
+                }
+                Err(e) if e.is_verification_failure() => problems.push(AuditProblem::BadProof {
+                    leaf_index: m,
+                    error: e.to_string(),
+                }),
+                Err(e) => return Err(e),
+            }
+            proofs_checked += 1;
+            progress.update(m + 2, n + n % 2, "leaves proved");
+        }
+    }
+    Ok(AuditReport {
+        tree_head: head.to_json(),
+        entries_checked: range.size(),
+        heads_checked,
+        proofs_checked,
+        problems,
+    })
+}
+
+/// Returns the leaf ranges `[first, end)` whose hashes make up
+/// `PATH(m, D[n])`, in proof order (RFC 9162 §2.1.3.1): at each level the
+/// sibling of the node holding `m`, cut at `n`; a sibling past the end does
+/// not exist.
+fn path_ranges(m: u64, n: u64) -> Vec<(u64, u64)> {
+    let mut out = Vec::new();
+    let last = n - 1;
+    let mut level = 0u32;
+    while level < 64 && (last >> level) > 0 {
+        let begin = ((m >> level) ^ 1) << level;
+        if begin < n {
+            out.push((begin, begin.saturating_add(1u64 << level).min(n)));
+        }
+        level += 1;
+    }
+    out
+}
+
+/// Returns `(level, index)` when `[first, end)` is a complete subtree.
+fn complete_node(first: u64, end: u64) -> Option<(u8, u64)> {
+    let len = end - first;
+    (len.is_power_of_two() && first % len == 0)
+        .then(|| (len.trailing_zeros() as u8, first >> len.trailing_zeros()))
+}
+
+/// `MTH(D[first:end])` from the leaf hashes, each range computed once.
+struct SubtreeCache<'a> {
+    leaves: &'a [Hash],
+    cache: HashMap<(u64, u64), Hash>,
+}
+
+impl<'a> SubtreeCache<'a> {
+    fn new(leaves: &'a [Hash]) -> Self {
+        SubtreeCache {
+            leaves,
+            cache: HashMap::new(),
+        }
+    }
+
+    fn hash(&mut self, first: u64, end: u64) -> Hash {
+        *self
+            .cache
+            .entry((first, end))
+            .or_insert_with(|| merkle_tree_hash(&self.leaves[first as usize..end as usize]))
+    }
+}
+
+/// Audits the log and prints the report; exit code 1 when it found
+/// problems.
+///
+/// # Errors
+/// [`CommandError::Problems`] listing how many were found; as [`audit`].
+pub async fn run(args: AuditArgs, out: &mut dyn Write) -> CommandResult {
+    let mut client = args.log.connect().await?;
+    let mut progress = Progress::new("audit", true);
+    let report = audit(
+        &mut client,
+        AuditOptions {
+            proofs: !args.no_proofs,
+        },
+        &mut progress,
+    )
+    .await?;
+    if args.out.json {
+        print_json(out, &report)?;
+    } else {
+        for p in &report.problems {
+            writeln!(out, "PROBLEM: {p}")?;
+        }
+        writeln!(
+            out,
+            "{}: {} entries, {} signed heads and {} inclusion proofs checked against the head of size {} (root {})",
+            if report.ok() { "OK" } else { "FAILED" },
+            report.entries_checked,
+            report.heads_checked,
+            report.proofs_checked,
+            report.tree_head.tree_size,
+            report.tree_head.root_hash
+        )?;
+    }
+    if report.ok() {
+        Ok(())
+    } else {
+        Err(CommandError::Problems {
+            summary: format!("audit found {} problem(s)", report.problems.len()),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn path_ranges_follow_the_rfc() {
+        // PATH(1, D[7]) = [leaf 0, MTH(D[2:4]), MTH(D[4:7])].
+        assert_eq!(path_ranges(1, 7), vec![(0, 1), (2, 4), (4, 7)]);
+        assert_eq!(path_ranges(6, 7), vec![(4, 6), (0, 4)]);
+        assert_eq!(path_ranges(0, 1), vec![]);
+        for n in 1..40u64 {
+            for m in 0..n {
+                let expected = merklog_merkle::inclusion_proof_nodes(m, n)
+                    .unwrap()
+                    .proof_len();
+                assert_eq!(path_ranges(m, n).len(), expected, "m={m} n={n}");
+            }
+        }
+        assert_eq!(complete_node(4, 8), Some((2, 1)));
+        assert_eq!(complete_node(4, 7), None);
+    }
+}

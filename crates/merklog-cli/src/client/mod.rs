@@ -1,0 +1,315 @@
+//! The client commands. Each one checks everything it prints, through
+//! `merklog-client`, and ends with an [`ExitCode`]-worthy [`CommandError`]
+//! when something does not verify.
+//!
+//! Exit codes (documented in `docs/FORMATS.md`): 0 when every check passed,
+//! 1 when the log, the store or a saved document failed a check, 2 for a
+//! usage error or when the check could not be made (no connection, an
+//! unreadable file, an error status from the log).
+
+pub mod append;
+pub mod audit;
+pub mod entries;
+pub mod monitor;
+pub mod prove;
+pub mod sth;
+pub mod verify;
+pub mod verify_store;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use merklog_client::{Client, ClientError};
+use merklog_sth::PublicKey;
+
+/// The client subcommands of `merklog`.
+#[derive(clap::Subcommand)]
+pub enum ClientCommand {
+    /// Append entries and print, for each, its index, leaf hash and verified
+    /// inclusion proof, and the verified tree head.
+    Append(append::AppendArgs),
+    /// Print the log's latest tree head, verified.
+    Sth(sth::SthArgs),
+    /// Print entries [start, end), each checked against its leaf hash.
+    Entries(entries::EntriesArgs),
+    /// Fetch and verify an inclusion or consistency proof.
+    #[command(subcommand)]
+    Prove(prove::ProveCommand),
+    /// Check a saved proof and tree head with a public key, offline.
+    Verify(verify::VerifyArgs),
+    /// Follow a log: check each new head's signature and consistency with
+    /// the last verified head kept in a state file.
+    Monitor(monitor::MonitorArgs),
+    /// Download every entry, recompute the tree and check it against the
+    /// log's signed heads and proofs.
+    Audit(audit::AuditArgs),
+    /// Check a log's database directly: every leaf, stored node and signed
+    /// head against one another and the public key.
+    VerifyStore(verify_store::VerifyStoreArgs),
+}
+
+impl ClientCommand {
+    /// Whether `--json` was given.
+    fn json(&self) -> bool {
+        match self {
+            ClientCommand::Append(a) => a.out.json,
+            ClientCommand::Sth(a) => a.out.json,
+            ClientCommand::Entries(a) => a.out.json,
+            ClientCommand::Prove(p) => p.json(),
+            ClientCommand::Verify(a) => a.out.json,
+            ClientCommand::Monitor(a) => a.out.json,
+            ClientCommand::Audit(a) => a.out.json,
+            ClientCommand::VerifyStore(a) => a.out.json,
+        }
+    }
+
+    /// Runs the command on a new runtime, prints its result to stdout (and
+    /// errors to stderr; with `--json` also as JSON on stdout) and returns
+    /// the exit code.
+    pub fn run(self) -> ExitCode {
+        let json = self.json();
+        let runtime = match tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("merklog: error: cannot start the async runtime: {e}");
+                return ExitCode::from(2);
+            }
+        };
+        let mut stdout = std::io::stdout().lock();
+        let result = runtime.block_on(async {
+            match self {
+                ClientCommand::Append(a) => append::run(a, &mut stdout).await,
+                ClientCommand::Sth(a) => sth::run(a, &mut stdout).await,
+                ClientCommand::Entries(a) => entries::run(a, &mut stdout).await,
+                ClientCommand::Prove(p) => prove::run(p, &mut stdout).await,
+                ClientCommand::Verify(a) => verify::run(a, &mut stdout),
+                ClientCommand::Monitor(a) => monitor::run(a, &mut stdout).await,
+                ClientCommand::Audit(a) => audit::run(a, &mut stdout).await,
+                ClientCommand::VerifyStore(a) => verify_store::run(a, &mut stdout).await,
+            }
+        });
+        match result {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("merklog: {}", e.headline());
+                if json {
+                    let _ = writeln!(stdout, "{}", e.to_json());
+                }
+                ExitCode::from(e.exit_code())
+            }
+        }
+    }
+}
+
+/// Why a client command failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    /// A check by the client library failed, or could not be made.
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    /// A command that collects every problem (audit, verify-store) found
+    /// some; they were printed already.
+    #[error("{summary}")]
+    Problems { summary: String },
+    /// The command line or an input file is unusable.
+    #[error("{0}")]
+    Usage(String),
+    /// The store could not be opened or read.
+    #[error("cannot read the store: {0}")]
+    Storage(#[from] merklog_storage::StorageError),
+    /// Output could not be written.
+    #[error("cannot write the output: {0}")]
+    Output(#[from] std::io::Error),
+}
+
+impl CommandError {
+    /// Returns 1 for a verification failure, 2 otherwise.
+    pub fn exit_code(&self) -> u8 {
+        if self.is_verification_failure() {
+            1
+        } else {
+            2
+        }
+    }
+
+    /// Returns true when something failed a check (exit code 1).
+    pub fn is_verification_failure(&self) -> bool {
+        match self {
+            CommandError::Client(e) => e.is_verification_failure(),
+            CommandError::Problems { .. } => true,
+            CommandError::Usage(_) | CommandError::Storage(_) | CommandError::Output(_) => false,
+        }
+    }
+
+    /// Returns a short, stable name for scripts.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            CommandError::Client(e) => e.kind(),
+            CommandError::Problems { .. } => "problems",
+            CommandError::Usage(_) => "usage",
+            CommandError::Storage(_) => "storage",
+            CommandError::Output(_) => "output",
+        }
+    }
+
+    /// Returns the line printed to stderr.
+    fn headline(&self) -> String {
+        if self.is_verification_failure() {
+            format!("VERIFICATION FAILED: {self}")
+        } else {
+            format!("error: {self}")
+        }
+    }
+
+    /// Returns `{"ok": false, "error": {"kind", "message", "exit_code"}}`.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "ok": false,
+            "error": {
+                "kind": self.kind(),
+                "message": self.to_string(),
+                "exit_code": self.exit_code(),
+            }
+        })
+    }
+}
+
+/// The result of a client command.
+pub type CommandResult<T = ()> = Result<T, CommandError>;
+
+/// Where the log is and which key to pin.
+#[derive(clap::Args, Debug, Clone)]
+pub struct LogArgs {
+    /// The log's gRPC address.
+    #[arg(
+        long,
+        short = 's',
+        env = "MERKLOG_SERVER",
+        default_value = "http://127.0.0.1:7300"
+    )]
+    pub server: String,
+    /// The log's public key (PEM), pinned: every tree head must be signed by
+    /// it.
+    #[arg(long, short = 'k', env = "MERKLOG_PUBLIC_KEY")]
+    pub public_key: PathBuf,
+    /// Keep the last verified tree head in this file: every later head must
+    /// be consistent with it.
+    #[arg(long, env = "MERKLOG_STATE")]
+    pub state: Option<PathBuf>,
+}
+
+impl LogArgs {
+    /// Connects a verifying client, with the state file if one was given.
+    ///
+    /// # Errors
+    /// When the key cannot be read, the log cannot be reached or the state
+    /// file does not verify.
+    pub async fn connect(&self) -> CommandResult<Client> {
+        let key = read_public_key(&self.public_key)?;
+        let client = Client::connect(&self.server, key).await?;
+        Ok(match &self.state {
+            Some(path) => client.with_state_file(path)?,
+            None => client,
+        })
+    }
+}
+
+/// `--json`.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct OutputArgs {
+    /// Print JSON (the documents of docs/FORMATS.md) instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Reads a PEM public key file.
+///
+/// # Errors
+/// [`CommandError::Usage`] naming the file.
+pub fn read_public_key(path: &Path) -> CommandResult<PublicKey> {
+    let pem = read_text(path, "public key")?;
+    PublicKey::from_pem(&pem).map_err(|e| CommandError::Usage(format!("{}: {e}", path.display())))
+}
+
+/// Reads a text file, naming it and what it was for on error.
+fn read_text(path: &Path, what: &str) -> CommandResult<String> {
+    std::fs::read_to_string(path).map_err(|e| {
+        CommandError::Usage(format!(
+            "cannot read the {what} file {}: {e}",
+            path.display()
+        ))
+    })
+}
+
+/// Prints `value` as one line of pretty JSON.
+fn print_json(out: &mut dyn Write, value: &impl serde::Serialize) -> CommandResult {
+    let text = serde_json::to_string_pretty(value).map_err(std::io::Error::other)?;
+    writeln!(out, "{text}")?;
+    Ok(())
+}
+
+/// Prints a verified head in text.
+fn print_head(out: &mut dyn Write, head: &merklog_client::VerifiedHead) -> CommandResult {
+    writeln!(out, "tree size:  {}", head.tree_size())?;
+    writeln!(out, "root hash:  {}", head.root_hash())?;
+    writeln!(
+        out,
+        "timestamp:  {} ms since the Unix epoch",
+        head.timestamp_ms()
+    )?;
+    writeln!(out, "log ID:     {}", head.log_id())?;
+    writeln!(out, "signature:  verified with the pinned key")?;
+    Ok(())
+}
+
+/// Writes a document to a file (for `--proof-out` and friends).
+fn save_json(path: &Path, value: &impl serde::Serialize) -> CommandResult {
+    let mut text = serde_json::to_string_pretty(value).map_err(std::io::Error::other)?;
+    text.push('\n');
+    std::fs::write(path, text)
+        .map_err(|e| CommandError::Usage(format!("cannot write {}: {e}", path.display())))
+}
+
+/// Reports progress on stderr at most once a second, and always at the end.
+pub struct Progress {
+    label: &'static str,
+    last: Option<std::time::Instant>,
+    enabled: bool,
+}
+
+impl Progress {
+    /// Returns a reporter that prints lines prefixed by `label`, or nothing
+    /// when `enabled` is false.
+    pub fn new(label: &'static str, enabled: bool) -> Self {
+        Progress {
+            label,
+            last: None,
+            enabled,
+        }
+    }
+
+    /// Returns a reporter that prints nothing (for tests).
+    pub fn quiet() -> Self {
+        Self::new("", false)
+    }
+
+    /// Reports `done` of `total` `unit`.
+    pub fn update(&mut self, done: u64, total: u64, unit: &str) {
+        if !self.enabled {
+            return;
+        }
+        let now = std::time::Instant::now();
+        let due = self
+            .last
+            .is_none_or(|t| now.duration_since(t).as_secs() >= 1);
+        if due || done == total {
+            let pct = if total == 0 { 100 } else { done * 100 / total };
+            eprintln!("{}: {done}/{total} {unit} ({pct}%)", self.label);
+            self.last = Some(now);
+        }
+    }
+}

@@ -1,0 +1,60 @@
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use merklog_sth::LogSigner;
+
+#[derive(clap::Args)]
+pub struct KeygenArgs {
+    /// Where to write the private key (PKCS#8 PEM, created with mode 0600).
+    #[arg(long, short, default_value = "merklog-key.pem")]
+    pub out: PathBuf,
+    /// Overwrite an existing file.
+    #[arg(long)]
+    pub force: bool,
+}
+
+pub fn run(args: KeygenArgs) -> anyhow::Result<()> {
+    let signer = LogSigner::generate(&mut rand_core::OsRng);
+    write_private_key(&args.out, &signer, args.force)?;
+    let public = signer.public_key();
+    println!("wrote {}", args.out.display());
+    println!("log ID: {}", public.log_id());
+    print!("{}", public.pem());
+    Ok(())
+}
+
+/// Writes `signer`'s key to `path`, readable by its owner only.
+pub fn write_private_key(path: &Path, signer: &LogSigner, overwrite: bool) -> anyhow::Result<()> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true);
+    if overwrite {
+        options.create(true).truncate(true);
+    } else {
+        options.create_new(true);
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(path).with_context(|| {
+        format!(
+            "cannot create {} (use --force to overwrite an existing key)",
+            path.display()
+        )
+    })?;
+    file.write_all(signer.to_pkcs8_pem().as_bytes())?;
+    file.sync_all()?;
+    Ok(())
+}
+
+/// Reads a PKCS#8 PEM private key.
+pub fn read_private_key(path: &Path) -> anyhow::Result<LogSigner> {
+    let pem = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the key file {}", path.display()))?;
+    LogSigner::from_pkcs8_pem(&pem).with_context(|| format!("in {}", path.display()))
+}

@@ -1,0 +1,179 @@
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use merklog_server::{Limits, SequencerConfig, ServerConfig, SystemClock};
+use merklog_storage::AnyStore;
+
+use crate::keygen::{read_private_key, write_private_key};
+
+/// The embedded default store.
+const DEFAULT_DATABASE: &str = "sqlite://./data/merklog.db";
+/// Where the embedded default keeps the key it creates on first run.
+const DEFAULT_KEY: &str = "./data/log-key.pem";
+
+#[derive(clap::Args)]
+pub struct ServeArgs {
+    /// Address to listen on for gRPC.
+    #[arg(long, env = "MERKLOG_LISTEN", default_value = "127.0.0.1:7300")]
+    pub listen: String,
+    /// `postgres://user@host/db`, or `sqlite://path` for the embedded store.
+    #[arg(long, env = "MERKLOG_DATABASE_URL", default_value = DEFAULT_DATABASE)]
+    pub database_url: String,
+    /// The log's private key (PKCS#8 PEM, from `merklog keygen`). Without
+    /// it, the embedded default creates ./data/log-key.pem on first run.
+    #[arg(long, env = "MERKLOG_KEY")]
+    pub key: Option<PathBuf>,
+    /// A batch closes once it holds this many entries.
+    #[arg(long, env = "MERKLOG_BATCH_MAX_ENTRIES", default_value_t = SequencerConfig::default().max_batch_entries)]
+    pub batch_max_entries: usize,
+    /// How long a batch waits for more appends, in milliseconds.
+    #[arg(long, env = "MERKLOG_BATCH_MAX_DELAY_MS", default_value_t = SequencerConfig::default().max_batch_delay.as_millis() as u64)]
+    pub batch_max_delay_ms: u64,
+    /// How many entries may wait for the sequencer before appends are refused.
+    #[arg(long, env = "MERKLOG_QUEUE_CAPACITY", default_value_t = SequencerConfig::default().queue_capacity)]
+    pub queue_capacity: usize,
+    /// The largest entry accepted, in bytes.
+    #[arg(long, env = "MERKLOG_MAX_ENTRY_BYTES", default_value_t = Limits::default().max_entry_bytes)]
+    pub max_entry_bytes: usize,
+    /// The most entries in one Append call.
+    #[arg(long, env = "MERKLOG_MAX_ENTRIES_PER_APPEND", default_value_t = Limits::default().max_entries_per_append)]
+    pub max_entries_per_append: usize,
+    /// The most entries one GetEntries call returns.
+    #[arg(long, env = "MERKLOG_MAX_PAGE_SIZE", default_value_t = Limits::default().max_page_size)]
+    pub max_page_size: usize,
+    /// Log format: `human` or `json`. Levels come from RUST_LOG (default info).
+    #[arg(long, env = "MERKLOG_LOG_FORMAT", default_value = "human", value_parser = ["human", "json"])]
+    pub log_format: String,
+}
+
+pub fn run(args: ServeArgs) -> anyhow::Result<()> {
+    init_tracing(&args.log_format);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(serve(args))
+}
+
+fn init_tracing(format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    if format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let embedded = !is_postgres(&args.database_url);
+    let signer = match &args.key {
+        Some(path) => read_private_key(path)?,
+        None if embedded => {
+            let path = PathBuf::from(DEFAULT_KEY);
+            if path.exists() {
+                read_private_key(&path)?
+            } else {
+                let signer = merklog_sth::LogSigner::generate(&mut rand_core::OsRng);
+                write_private_key(&path, &signer, false)?;
+                tracing::info!(
+                    path = %path.display(),
+                    log_id = %signer.public_key().log_id(),
+                    public_key = %signer.public_key().pem(),
+                    "created a new log key"
+                );
+                signer
+            }
+        }
+        None => bail!("a key is required with PostgreSQL: create one with `merklog keygen --out key.pem` and pass --key key.pem"),
+    };
+    let store = AnyStore::open(&args.database_url)
+        .await
+        .with_context(|| format!("cannot open the store at {}", redact(&args.database_url)))?;
+    let config = ServerConfig {
+        limits: Limits {
+            max_entry_bytes: args.max_entry_bytes,
+            max_entries_per_append: args.max_entries_per_append,
+            max_page_size: args.max_page_size,
+        },
+        sequencer: SequencerConfig {
+            max_batch_entries: args.batch_max_entries,
+            max_batch_delay: Duration::from_millis(args.batch_max_delay_ms),
+            queue_capacity: args.queue_capacity,
+        },
+    };
+    let listener = tokio::net::TcpListener::bind(&args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    merklog_server::serve(
+        listener,
+        config,
+        Arc::new(store),
+        signer,
+        Arc::new(SystemClock),
+        shutdown_signal(),
+    )
+    .await?;
+    Ok(())
+}
+
+fn is_postgres(url: &str) -> bool {
+    url.starts_with("postgres://") || url.starts_with("postgresql://")
+}
+
+/// Hides a password in a database URL before it is printed.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let creds = &url[scheme + 3..at];
+            match creds.find(':') {
+                Some(colon) => format!(
+                    "{}{}:***{}",
+                    &url[..scheme + 3],
+                    &creds[..colon],
+                    &url[at..]
+                ),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutdown requested; finishing the batch in flight");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_are_redacted() {
+        assert_eq!(redact("postgres://u:secret@h/db"), "postgres://u:***@h/db");
+        assert_eq!(redact("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(redact("sqlite://./data/x.db"), "sqlite://./data/x.db");
+    }
+}

@@ -1,0 +1,96 @@
+//! Tunables of the service, with the defaults the benchmarks chose.
+
+use std::time::Duration;
+
+/// Bounds on what one request may ask for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// The largest entry accepted, in bytes.
+    pub max_entry_bytes: usize,
+    /// The most entries one `Append` call may carry.
+    pub max_entries_per_append: usize,
+    /// The most entries one `GetEntries` call may return.
+    pub max_page_size: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_entry_bytes: 64 * 1024,
+            max_entries_per_append: 1000,
+            max_page_size: 1000,
+        }
+    }
+}
+
+impl Limits {
+    /// Returns the largest gRPC message the service accepts or sends: a full
+    /// append or page of the largest entries, plus room for proofs.
+    pub fn max_message_bytes(&self) -> usize {
+        let entries = self.max_entries_per_append.max(self.max_page_size);
+        entries
+            .saturating_mul(self.max_entry_bytes + 64 * 33 + 64)
+            .saturating_add(64 * 1024)
+    }
+}
+
+/// How the sequencer batches appends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SequencerConfig {
+    /// A batch is closed once it holds this many entries.
+    pub max_batch_entries: usize,
+    /// How long the sequencer waits for more appends after the first one of
+    /// a batch arrives; appends that arrive while a batch commits join the
+    /// next one without waiting.
+    pub max_batch_delay: Duration,
+    /// How many entries may wait for the sequencer; beyond that, appends are
+    /// refused at once with RESOURCE_EXHAUSTED.
+    pub queue_capacity: usize,
+}
+
+impl Default for SequencerConfig {
+    fn default() -> Self {
+        SequencerConfig {
+            max_batch_entries: 4096,
+            max_batch_delay: Duration::from_millis(2),
+            queue_capacity: 100_000,
+        }
+    }
+}
+
+/// The whole service configuration.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ServerConfig {
+    pub limits: Limits,
+    pub sequencer: SequencerConfig,
+}
+
+impl ServerConfig {
+    /// Checks that the settings can work together.
+    ///
+    /// # Errors
+    /// A message naming the setting that is out of bounds.
+    pub fn validate(&self) -> Result<(), String> {
+        let l = &self.limits;
+        let s = &self.sequencer;
+        if l.max_entry_bytes == 0 || l.max_entries_per_append == 0 || l.max_page_size == 0 {
+            return Err(
+                "max entry bytes, max entries per append and max page size must be at least 1"
+                    .into(),
+            );
+        }
+        if s.max_batch_entries == 0 {
+            return Err("max batch entries must be at least 1".into());
+        }
+        if s.queue_capacity < l.max_entries_per_append {
+            return Err(format!(
+                "queue capacity ({}) must be at least max entries per append ({})",
+                s.queue_capacity, l.max_entries_per_append
+            ));
+        }
+        if s.queue_capacity > u32::MAX as usize {
+            return Err(format!("queue capacity must be at most {}", u32::MAX));
+        }
+        Ok(())
+    }
+}

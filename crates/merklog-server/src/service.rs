@@ -1,0 +1,361 @@
+//! The `merklog.v1.Log` gRPC service: validation of every request, reads
+//! from the store, appends through the sequencer.
+
+use std::sync::Arc;
+
+use merklog_merkle::{consistency_proof_nodes, inclusion_proof_nodes, Hash, ProofNodes};
+use merklog_proto::v1::{self, get_inclusion_proof_request::Leaf, log_server::Log};
+use merklog_proto::{hash_from_wire, hashes_to_wire, sth_to_wire};
+use merklog_sth::{LogId, PublicKey, SignedTreeHead};
+use merklog_storage::LogStore;
+use tonic::{Request, Response, Status};
+
+use crate::config::Limits;
+use crate::sequencer::SequencerHandle;
+use crate::status::ServiceError;
+
+/// The gRPC service over a store and a sequencer.
+pub struct LogService<S> {
+    store: Arc<S>,
+    sequencer: SequencerHandle,
+    public_key: PublicKey,
+    log_id: LogId,
+    limits: Limits,
+}
+
+impl<S: LogStore + Send + Sync + 'static> LogService<S> {
+    /// Returns the service; `public_key` is the key the sequencer signs with.
+    pub fn new(
+        store: Arc<S>,
+        sequencer: SequencerHandle,
+        public_key: PublicKey,
+        limits: Limits,
+    ) -> Self {
+        let log_id = public_key.log_id();
+        LogService {
+            store,
+            sequencer,
+            public_key,
+            log_id,
+            limits,
+        }
+    }
+
+    fn wire_sth(&self, sth: &SignedTreeHead) -> v1::SignedTreeHead {
+        sth_to_wire(sth, &self.log_id)
+    }
+
+    /// Resolves a requested tree size (0 = latest) against the latest head;
+    /// returns the size and, when the log signed a head at that size, the head.
+    async fn resolve_size(
+        &self,
+        requested: u64,
+        field: &str,
+    ) -> Result<(u64, Option<SignedTreeHead>), ServiceError> {
+        let latest = self.sequencer.latest();
+        let size = latest.head.tree_size;
+        if requested == 0 || requested == size {
+            return Ok((size, Some(latest)));
+        }
+        if requested > size {
+            return Err(ServiceError::out_of_range(
+                field,
+                format!("tree size {requested} is larger than the log's latest signed size {size}"),
+            ));
+        }
+        Ok((requested, self.store.tree_head_at_size(requested).await?))
+    }
+
+    async fn fetch_proof(&self, plan: &ProofNodes) -> Result<Vec<Hash>, ServiceError> {
+        let hashes = self.store.node_hashes(plan.ids()).await?;
+        plan.assemble(&hashes)
+            .map_err(|e| ServiceError::DataLoss(e.to_string()))
+    }
+
+    async fn inclusion_proof(
+        &self,
+        index: u64,
+        leaf_hash: Hash,
+        size: u64,
+        head: Option<SignedTreeHead>,
+    ) -> Result<v1::InclusionProof, ServiceError> {
+        let plan = inclusion_proof_nodes(index, size)
+            .map_err(|e| ServiceError::out_of_range("leaf_index", e.to_string()))?;
+        let proof = self.fetch_proof(&plan).await?;
+        Ok(v1::InclusionProof {
+            leaf_index: index,
+            tree_size: size,
+            leaf_hash: leaf_hash.0.to_vec(),
+            proof: hashes_to_wire(&proof),
+            tree_head: head.map(|h| self.wire_sth(&h)),
+        })
+    }
+
+    fn check_entries(&self, entries: &[Vec<u8>]) -> Result<(), ServiceError> {
+        let limits = &self.limits;
+        if entries.is_empty() {
+            return Err(ServiceError::invalid(
+                "entries",
+                "at least one entry is required",
+            ));
+        }
+        if entries.len() > limits.max_entries_per_append {
+            return Err(ServiceError::invalid(
+                "entries",
+                format!(
+                    "{} entries in one call; at most {} are allowed",
+                    entries.len(),
+                    limits.max_entries_per_append
+                ),
+            ));
+        }
+        for (i, e) in entries.iter().enumerate() {
+            if e.is_empty() {
+                return Err(ServiceError::invalid(
+                    format!("entries[{i}]"),
+                    "entry is empty",
+                ));
+            }
+            if e.len() > limits.max_entry_bytes {
+                return Err(ServiceError::invalid(
+                    format!("entries[{i}]"),
+                    format!(
+                        "entry is {} bytes; at most {} are allowed",
+                        e.len(),
+                        limits.max_entry_bytes
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    async fn append_entries(
+        &self,
+        req: v1::AppendRequest,
+    ) -> Result<v1::AppendResponse, ServiceError> {
+        self.check_entries(&req.entries)?;
+        let committed = self.sequencer.append(req.entries).await?;
+        let proofs = committed.proofs(self.store.as_ref()).await?;
+        Ok(v1::AppendResponse {
+            entries: committed
+                .placements
+                .iter()
+                .zip(proofs)
+                .map(|(p, proof)| v1::AppendedEntry {
+                    leaf_index: p.index,
+                    leaf_hash: p.leaf_hash.0.to_vec(),
+                    inclusion_proof: hashes_to_wire(&proof),
+                    duplicate: p.duplicate,
+                })
+                .collect(),
+            tree_head: Some(self.wire_sth(&committed.tree_head)),
+        })
+    }
+
+    async fn inclusion(
+        &self,
+        req: v1::GetInclusionProofRequest,
+    ) -> Result<v1::InclusionProof, ServiceError> {
+        let (size, head) = self.resolve_size(req.tree_size, "tree_size").await?;
+        let (index, leaf_hash) = match req.leaf {
+            None => {
+                return Err(ServiceError::invalid(
+                    "leaf",
+                    "give either leaf_index or leaf_hash",
+                ))
+            }
+            Some(Leaf::LeafIndex(index)) => {
+                if index >= size {
+                    return Err(ServiceError::out_of_range(
+                        "leaf_index",
+                        format!("leaf index {index} is not below tree size {size}"),
+                    ));
+                }
+                let entry = self.store.entries(index, index + 1).await?;
+                let entry = entry.first().ok_or_else(|| {
+                    ServiceError::DataLoss(format!("leaf {index} is missing from the store"))
+                })?;
+                (index, entry.leaf_hash)
+            }
+            Some(Leaf::LeafHash(bytes)) => {
+                let hash = hash_from_wire(&bytes, "leaf_hash")
+                    .map_err(|e| ServiceError::invalid("leaf_hash", e.to_string()))?;
+                let found = self.store.find_by_leaf_hash(&[hash]).await?;
+                let Some(&(_, index)) = found.first() else {
+                    return Err(ServiceError::NotFound(format!(
+                        "no entry with leaf hash {hash} is in the log"
+                    )));
+                };
+                if index >= size {
+                    return Err(ServiceError::out_of_range(
+                        "tree_size",
+                        format!("leaf hash {hash} is at index {index}, outside tree size {size}"),
+                    ));
+                }
+                (index, hash)
+            }
+        };
+        self.inclusion_proof(index, leaf_hash, size, head).await
+    }
+
+    async fn consistency(
+        &self,
+        req: v1::GetConsistencyProofRequest,
+    ) -> Result<v1::ConsistencyProof, ServiceError> {
+        let (second, head) = self.resolve_size(req.second_size, "second_size").await?;
+        let first = req.first_size;
+        if first > second {
+            return Err(ServiceError::invalid(
+                "first_size",
+                format!("first size {first} is larger than second size {second}"),
+            ));
+        }
+        let plan = consistency_proof_nodes(first, second)
+            .map_err(|e| ServiceError::invalid("first_size", e.to_string()))?;
+        let proof = self.fetch_proof(&plan).await?;
+        Ok(v1::ConsistencyProof {
+            first_size: first,
+            second_size: second,
+            proof: hashes_to_wire(&proof),
+            tree_head: head.map(|h| self.wire_sth(&h)),
+        })
+    }
+
+    async fn entries_page(
+        &self,
+        req: v1::GetEntriesRequest,
+    ) -> Result<v1::GetEntriesResponse, ServiceError> {
+        let size = self.sequencer.latest().head.tree_size;
+        let (start, end) = (req.start, req.end);
+        if end <= start {
+            return Err(ServiceError::invalid(
+                "end",
+                format!("end {end} must be greater than start {start}"),
+            ));
+        }
+        let max = self.limits.max_page_size as u64;
+        if end - start > max {
+            return Err(ServiceError::invalid(
+                "end",
+                format!(
+                    "page of {} entries requested; at most {max} per call",
+                    end - start
+                ),
+            ));
+        }
+        if start >= size {
+            return Err(ServiceError::out_of_range(
+                "start",
+                format!("start {start} is not below the tree size {size}"),
+            ));
+        }
+        // A page reaching past the end is cut at the latest signed size.
+        let entries = self.store.entries(start, end.min(size)).await?;
+        Ok(v1::GetEntriesResponse {
+            entries: entries.into_iter().map(entry_to_wire).collect(),
+        })
+    }
+
+    async fn entry_and_proof(
+        &self,
+        req: v1::GetEntryAndProofRequest,
+    ) -> Result<v1::EntryAndProof, ServiceError> {
+        let (size, head) = self.resolve_size(req.tree_size, "tree_size").await?;
+        let index = req.leaf_index;
+        if index >= size {
+            return Err(ServiceError::out_of_range(
+                "leaf_index",
+                format!("leaf index {index} is not below tree size {size}"),
+            ));
+        }
+        let mut entries = self.store.entries(index, index + 1).await?;
+        let entry = entries.pop().ok_or_else(|| {
+            ServiceError::DataLoss(format!("leaf {index} is missing from the store"))
+        })?;
+        let proof = self
+            .inclusion_proof(index, entry.leaf_hash, size, head)
+            .await?;
+        Ok(v1::EntryAndProof {
+            entry: Some(entry_to_wire(entry)),
+            proof: Some(proof),
+        })
+    }
+}
+
+fn entry_to_wire(e: merklog_storage::Entry) -> v1::Entry {
+    v1::Entry {
+        leaf_index: e.index,
+        leaf_hash: e.leaf_hash.0.to_vec(),
+        data: e.entry,
+        integrated_ms: e.integrated_ms,
+    }
+}
+
+#[tonic::async_trait]
+impl<S: LogStore + Send + Sync + 'static> Log for LogService<S> {
+    async fn append(
+        &self,
+        request: Request<v1::AppendRequest>,
+    ) -> Result<Response<v1::AppendResponse>, Status> {
+        Ok(Response::new(
+            self.append_entries(request.into_inner()).await?,
+        ))
+    }
+
+    async fn get_signed_tree_head(
+        &self,
+        _request: Request<v1::GetSignedTreeHeadRequest>,
+    ) -> Result<Response<v1::SignedTreeHead>, Status> {
+        Ok(Response::new(self.wire_sth(&self.sequencer.latest())))
+    }
+
+    async fn get_inclusion_proof(
+        &self,
+        request: Request<v1::GetInclusionProofRequest>,
+    ) -> Result<Response<v1::InclusionProof>, Status> {
+        Ok(Response::new(self.inclusion(request.into_inner()).await?))
+    }
+
+    async fn get_consistency_proof(
+        &self,
+        request: Request<v1::GetConsistencyProofRequest>,
+    ) -> Result<Response<v1::ConsistencyProof>, Status> {
+        Ok(Response::new(self.consistency(request.into_inner()).await?))
+    }
+
+    async fn get_entries(
+        &self,
+        request: Request<v1::GetEntriesRequest>,
+    ) -> Result<Response<v1::GetEntriesResponse>, Status> {
+        Ok(Response::new(
+            self.entries_page(request.into_inner()).await?,
+        ))
+    }
+
+    async fn get_entry_and_proof(
+        &self,
+        request: Request<v1::GetEntryAndProofRequest>,
+    ) -> Result<Response<v1::EntryAndProof>, Status> {
+        Ok(Response::new(
+            self.entry_and_proof(request.into_inner()).await?,
+        ))
+    }
+
+    async fn get_log_info(
+        &self,
+        _request: Request<v1::GetLogInfoRequest>,
+    ) -> Result<Response<v1::LogInfo>, Status> {
+        Ok(Response::new(v1::LogInfo {
+            public_key_der: self.public_key.der().to_vec(),
+            public_key_pem: self.public_key.pem(),
+            log_id: self.log_id.0.to_vec(),
+            hash_algorithm: "SHA-256".into(),
+            signature_algorithm:
+                "ECDSA P-256 with SHA-256, DER signature over RFC 6962 TreeHeadSignature".into(),
+            max_entry_bytes: self.limits.max_entry_bytes as u64,
+            max_entries_per_append: self.limits.max_entries_per_append as u32,
+            max_page_size: self.limits.max_page_size as u32,
+        }))
+    }
+}

@@ -1,0 +1,607 @@
+//! End-to-end tests of the log service over real gRPC connections, each run
+//! on the embedded SQLite store and on PostgreSQL (`DATABASE_URL`).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+
+use merklog_merkle::NodeId;
+use merklog_merkle::{leaf_hash, verify_consistency, verify_inclusion, Hash};
+use merklog_proto::v1::{self, get_inclusion_proof_request::Leaf, log_client::LogClient};
+use merklog_proto::{hash_from_wire, hashes_from_wire, sth_from_wire};
+use merklog_server::ServerConfig;
+use merklog_sth::TreeHead;
+use merklog_sth::{LogSigner, PublicKey, SignedTreeHead};
+use merklog_storage::{Batch, Entry, LeafNodes, LogStore, StorageError};
+use merklog_tests::{TestDb, TestServer};
+use tonic::transport::Channel;
+use tonic::Code;
+
+fn signer() -> LogSigner {
+    LogSigner::generate(&mut rand_core::OsRng)
+}
+
+/// Checks a head's signature and returns it as a domain value.
+fn verified_head(key: &PublicKey, wire: Option<&v1::SignedTreeHead>) -> SignedTreeHead {
+    let sth = merklog_proto::required_sth(wire, "tree_head").unwrap();
+    key.verify(&sth).expect("tree head signature verifies");
+    assert_eq!(wire.unwrap().log_id, key.log_id().0.to_vec());
+    sth
+}
+
+/// Appends `entry` alone and verifies everything in the answer.
+async fn append_verified(
+    client: &mut LogClient<Channel>,
+    key: &PublicKey,
+    entries: Vec<Vec<u8>>,
+) -> (Vec<(u64, bool)>, SignedTreeHead) {
+    let resp = client
+        .append(v1::AppendRequest {
+            entries: entries.clone(),
+        })
+        .await
+        .expect("append succeeds")
+        .into_inner();
+    let sth = verified_head(key, resp.tree_head.as_ref());
+    assert_eq!(resp.entries.len(), entries.len());
+    let mut out = Vec::new();
+    for (entry, appended) in entries.iter().zip(&resp.entries) {
+        let hash = hash_from_wire(&appended.leaf_hash, "leaf_hash").unwrap();
+        assert_eq!(hash, leaf_hash(entry));
+        let proof = hashes_from_wire(&appended.inclusion_proof, "proof").unwrap();
+        verify_inclusion(
+            appended.leaf_index,
+            sth.head.tree_size,
+            &hash,
+            &proof,
+            &sth.head.root_hash,
+        )
+        .expect("inclusion proof verifies against the returned head");
+        out.push((appended.leaf_index, appended.duplicate));
+    }
+    (out, sth)
+}
+
+/// Checks that every head is consistent with the next larger one and with
+/// the last; consistency is transitive, so this covers every pair.
+async fn check_heads_consistent(client: &mut LogClient<Channel>, heads: &[SignedTreeHead]) {
+    let mut by_size: BTreeMap<u64, Hash> = BTreeMap::new();
+    for h in heads {
+        if let Some(previous) = by_size.insert(h.head.tree_size, h.head.root_hash) {
+            assert_eq!(
+                previous, h.head.root_hash,
+                "two roots at size {}",
+                h.head.tree_size
+            );
+        }
+    }
+    let sizes: Vec<(u64, Hash)> = by_size.into_iter().collect();
+    let last = *sizes.last().unwrap();
+    let pairs = sizes
+        .windows(2)
+        .map(|w| (w[0], w[1]))
+        .chain(sizes.iter().map(|&s| (s, last)));
+    for ((m, first_root), (n, second_root)) in pairs {
+        let resp = client
+            .get_consistency_proof(v1::GetConsistencyProofRequest {
+                first_size: m,
+                second_size: n,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let proof = hashes_from_wire(&resp.proof, "proof").unwrap();
+        verify_consistency(m, n, &first_root, &second_root, &proof)
+            .unwrap_or_else(|e| panic!("consistency {m} -> {n}: {e}"));
+    }
+}
+
+fn entry(client: usize, i: usize) -> Vec<u8> {
+    format!("client {client} record {i} {}", "x".repeat(200)).into_bytes()
+}
+
+async fn concurrent_appends_all_verify(db: TestDb) {
+    let signer = signer();
+    let key = signer.public_key().clone();
+    let store = Arc::new(db.open().await.unwrap());
+    let server = TestServer::start(store, signer.clone(), ServerConfig::default())
+        .await
+        .unwrap();
+    const CLIENTS: usize = 50;
+    const PER_CLIENT: usize = 200;
+    let mut tasks = Vec::new();
+    for c in 0..CLIENTS {
+        let mut client = server.client().await.unwrap();
+        let key = key.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut seen = Vec::new();
+            for i in 0..PER_CLIENT {
+                let (placed, sth) = append_verified(&mut client, &key, vec![entry(c, i)]).await;
+                assert!(!placed[0].1, "a new entry is not a duplicate");
+                seen.push((placed[0].0, entry(c, i), sth));
+            }
+            seen
+        }));
+    }
+    let mut by_index: HashMap<u64, Vec<u8>> = HashMap::new();
+    let mut heads = Vec::new();
+    for t in tasks {
+        for (index, data, sth) in t.await.unwrap() {
+            assert!(
+                by_index.insert(index, data).is_none(),
+                "index {index} given twice"
+            );
+            heads.push(sth);
+        }
+    }
+    let total = (CLIENTS * PER_CLIENT) as u64;
+    assert_eq!(by_index.len() as u64, total);
+    assert!(
+        (0..total).all(|i| by_index.contains_key(&i)),
+        "indexes are gap-free"
+    );
+
+    let mut client = server.client().await.unwrap();
+    let latest = client
+        .get_signed_tree_head(v1::GetSignedTreeHeadRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    let latest = verified_head(&key, Some(&latest));
+    assert_eq!(latest.head.tree_size, total);
+    heads.push(latest);
+    check_heads_consistent(&mut client, &heads).await;
+
+    // The stored entries are the acknowledged ones, at their indexes.
+    let mut start = 0;
+    while start < total {
+        let page = client
+            .get_entries(v1::GetEntriesRequest {
+                start,
+                end: start + 1000,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        for e in &page.entries {
+            assert_eq!(by_index[&e.leaf_index], e.data);
+            assert_eq!(e.leaf_hash, leaf_hash(&e.data).0.to_vec());
+        }
+        start += page.entries.len() as u64;
+    }
+    server.stop().await.unwrap();
+}
+
+async fn restart_keeps_everything(db: TestDb) {
+    let signer = signer();
+    let key = signer.public_key().clone();
+    let mut acknowledged = Vec::new();
+    let first_head;
+    {
+        let store = Arc::new(db.open().await.unwrap());
+        let server = TestServer::start(store, signer.clone(), ServerConfig::default())
+            .await
+            .unwrap();
+        let mut client = server.client().await.unwrap();
+        for i in 0..30 {
+            let data = vec![entry(0, i), entry(1, i)];
+            let (placed, sth) = append_verified(&mut client, &key, data.clone()).await;
+            for ((index, _), d) in placed.into_iter().zip(data) {
+                acknowledged.push((index, d));
+            }
+            let _ = sth;
+        }
+        let head = client
+            .get_signed_tree_head(v1::GetSignedTreeHeadRequest {})
+            .await
+            .unwrap()
+            .into_inner();
+        first_head = verified_head(&key, Some(&head));
+        server.stop().await.unwrap();
+    }
+    // A server with another key refuses the log.
+    let store = Arc::new(db.open().await.unwrap());
+    let err = merklog_tests::start_error(store.clone(), LogSigner::generate(&mut rand_core::OsRng))
+        .await
+        .unwrap();
+    assert!(
+        err.to_string().contains("not signed by this server's key"),
+        "unexpected error: {err}"
+    );
+    // The same key picks up where the log stopped.
+    let server = TestServer::start(store, signer.clone(), ServerConfig::default())
+        .await
+        .unwrap();
+    let mut client = server.client().await.unwrap();
+    let head = client
+        .get_signed_tree_head(v1::GetSignedTreeHeadRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(verified_head(&key, Some(&head)), first_head);
+    let (placed, second_head) =
+        append_verified(&mut client, &key, vec![b"after restart".to_vec()]).await;
+    assert_eq!(placed[0].0, first_head.head.tree_size, "the tree continues");
+    for (index, data) in &acknowledged {
+        let got = client
+            .get_entry_and_proof(v1::GetEntryAndProofRequest {
+                leaf_index: *index,
+                tree_size: 0,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let e = got.entry.unwrap();
+        assert_eq!(&e.data, data);
+        let p = got.proof.unwrap();
+        let proof = hashes_from_wire(&p.proof, "proof").unwrap();
+        verify_inclusion(
+            *index,
+            p.tree_size,
+            &leaf_hash(data),
+            &proof,
+            &second_head.head.root_hash,
+        )
+        .unwrap();
+    }
+    check_heads_consistent(&mut client, &[first_head, second_head]).await;
+    server.stop().await.unwrap();
+}
+
+async fn duplicates_keep_their_index(db: TestDb) {
+    let signer = signer();
+    let key = signer.public_key().clone();
+    let store = Arc::new(db.open().await.unwrap());
+    let server = TestServer::start(store, signer, ServerConfig::default())
+        .await
+        .unwrap();
+    let mut client = server.client().await.unwrap();
+    let (first, _) = append_verified(&mut client, &key, vec![b"a".to_vec(), b"b".to_vec()]).await;
+    assert_eq!(first, vec![(0, false), (1, false)]);
+    // Resubmitted alone, with a new entry, and twice in one call.
+    let (again, sth) = append_verified(
+        &mut client,
+        &key,
+        vec![b"b".to_vec(), b"c".to_vec(), b"c".to_vec(), b"a".to_vec()],
+    )
+    .await;
+    assert_eq!(again, vec![(1, true), (2, false), (2, true), (0, true)]);
+    assert_eq!(sth.head.tree_size, 3);
+    // A call of duplicates only is answered with the current head.
+    let (only, sth2) = append_verified(&mut client, &key, vec![b"a".to_vec()]).await;
+    assert_eq!(only, vec![(0, true)]);
+    assert_eq!(sth2.head.tree_size, 3);
+    // By leaf hash.
+    let proof = client
+        .get_inclusion_proof(v1::GetInclusionProofRequest {
+            leaf: Some(Leaf::LeafHash(leaf_hash(b"c").0.to_vec())),
+            tree_size: 0,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(proof.leaf_index, 2);
+    server.stop().await.unwrap();
+}
+
+fn assert_status(result: Result<impl std::fmt::Debug, tonic::Status>, code: Code, words: &[&str]) {
+    let status = result.expect_err("the request must fail");
+    assert_eq!(status.code(), code, "{status:?}");
+    for w in words {
+        assert!(
+            status.message().contains(w),
+            "{:?} lacks {w:?}",
+            status.message()
+        );
+    }
+}
+
+async fn bad_input_is_rejected_clearly(db: TestDb) {
+    let signer = signer();
+    let key = signer.public_key().clone();
+    let store = Arc::new(db.open().await.unwrap());
+    let server = TestServer::start(store, signer, ServerConfig::default())
+        .await
+        .unwrap();
+    // Appends keep flowing while the bad requests come in.
+    let mut writer = server.client().await.unwrap();
+    let key2 = key.clone();
+    let background = tokio::spawn(async move {
+        for i in 0..100 {
+            append_verified(&mut writer, &key2, vec![entry(9, i)]).await;
+        }
+    });
+    let mut c = server.client().await.unwrap();
+    append_verified(&mut c, &key, vec![b"seed".to_vec()]).await;
+    let big = vec![7u8; 64 * 1024 + 1];
+    assert_status(
+        c.append(v1::AppendRequest { entries: vec![] }).await,
+        Code::InvalidArgument,
+        &["entries", "at least one"],
+    );
+    assert_status(
+        c.append(v1::AppendRequest {
+            entries: vec![b"ok".to_vec(), vec![]],
+        })
+        .await,
+        Code::InvalidArgument,
+        &["entries[1]", "empty"],
+    );
+    assert_status(
+        c.append(v1::AppendRequest { entries: vec![big] }).await,
+        Code::InvalidArgument,
+        &["entries[0]", "65537", "65536"],
+    );
+    assert_status(
+        c.append(v1::AppendRequest {
+            entries: (0..1001).map(|i: u32| i.to_be_bytes().to_vec()).collect(),
+        })
+        .await,
+        Code::InvalidArgument,
+        &["1001", "1000"],
+    );
+    let size = c
+        .get_signed_tree_head(v1::GetSignedTreeHeadRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .tree_size;
+    assert_status(
+        c.get_inclusion_proof(v1::GetInclusionProofRequest {
+            leaf: Some(Leaf::LeafIndex(1 << 40)),
+            tree_size: 0,
+        })
+        .await,
+        Code::OutOfRange,
+        &["leaf_index", "1099511627776"],
+    );
+    assert_status(
+        c.get_inclusion_proof(v1::GetInclusionProofRequest {
+            leaf: Some(Leaf::LeafIndex(0)),
+            tree_size: 1 << 40,
+        })
+        .await,
+        Code::OutOfRange,
+        &["tree_size", "larger than"],
+    );
+    assert_status(
+        c.get_inclusion_proof(v1::GetInclusionProofRequest {
+            leaf: None,
+            tree_size: 0,
+        })
+        .await,
+        Code::InvalidArgument,
+        &["leaf_index or leaf_hash"],
+    );
+    assert_status(
+        c.get_inclusion_proof(v1::GetInclusionProofRequest {
+            leaf: Some(Leaf::LeafHash(vec![1; 31])),
+            tree_size: 0,
+        })
+        .await,
+        Code::InvalidArgument,
+        &["leaf_hash", "32 bytes", "31"],
+    );
+    assert_status(
+        c.get_inclusion_proof(v1::GetInclusionProofRequest {
+            leaf: Some(Leaf::LeafHash(vec![1; 32])),
+            tree_size: 0,
+        })
+        .await,
+        Code::NotFound,
+        &["0101"],
+    );
+    assert_status(
+        c.get_consistency_proof(v1::GetConsistencyProofRequest {
+            first_size: size,
+            second_size: 1,
+        })
+        .await,
+        Code::InvalidArgument,
+        &["first_size", "larger than second"],
+    );
+    assert_status(
+        c.get_consistency_proof(v1::GetConsistencyProofRequest {
+            first_size: 1,
+            second_size: 1 << 40,
+        })
+        .await,
+        Code::OutOfRange,
+        &["second_size"],
+    );
+    assert_status(
+        c.get_entries(v1::GetEntriesRequest {
+            start: 0,
+            end: 1001,
+        })
+        .await,
+        Code::InvalidArgument,
+        &["1001", "1000"],
+    );
+    assert_status(
+        c.get_entries(v1::GetEntriesRequest { start: 5, end: 5 })
+            .await,
+        Code::InvalidArgument,
+        &["end"],
+    );
+    assert_status(
+        c.get_entries(v1::GetEntriesRequest {
+            start: 1 << 40,
+            end: (1 << 40) + 1,
+        })
+        .await,
+        Code::OutOfRange,
+        &["start"],
+    );
+    assert_status(
+        c.get_entry_and_proof(v1::GetEntryAndProofRequest {
+            leaf_index: 1 << 40,
+            tree_size: 0,
+        })
+        .await,
+        Code::OutOfRange,
+        &["leaf_index"],
+    );
+    background.await.unwrap();
+    // Nothing accepted was disturbed: every entry is where it was put.
+    let head = c
+        .get_signed_tree_head(v1::GetSignedTreeHeadRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(head.tree_size, 101);
+    server.stop().await.unwrap();
+}
+
+/// A store that fails on purpose: the next `fail_next` appends fail before
+/// writing, and with `fail_after_commit` the next append is written but
+/// reported as failed (a connection lost during COMMIT).
+struct FlakyStore<S> {
+    inner: S,
+    fail_next: AtomicU32,
+    fail_after_commit: AtomicU32,
+}
+
+impl<S: LogStore> LogStore for FlakyStore<S> {
+    async fn append_batch(&self, batch: &Batch) -> merklog_storage::Result<()> {
+        if self.fail_next.load(Ordering::SeqCst) > 0 {
+            self.fail_next.fetch_sub(1, Ordering::SeqCst);
+            return Err(StorageError::Unavailable {
+                source: sqlx_io_error(),
+            });
+        }
+        self.inner.append_batch(batch).await?;
+        if self.fail_after_commit.load(Ordering::SeqCst) > 0 {
+            self.fail_after_commit.fetch_sub(1, Ordering::SeqCst);
+            return Err(StorageError::Unavailable {
+                source: sqlx_io_error(),
+            });
+        }
+        Ok(())
+    }
+    async fn node_hashes(&self, ids: &[NodeId]) -> merklog_storage::Result<Vec<Hash>> {
+        self.inner.node_hashes(ids).await
+    }
+    async fn entries(&self, start: u64, end: u64) -> merklog_storage::Result<Vec<Entry>> {
+        self.inner.entries(start, end).await
+    }
+    async fn find_by_leaf_hash(
+        &self,
+        hashes: &[Hash],
+    ) -> merklog_storage::Result<Vec<(Hash, u64)>> {
+        self.inner.find_by_leaf_hash(hashes).await
+    }
+    async fn leaf_count(&self) -> merklog_storage::Result<u64> {
+        self.inner.leaf_count().await
+    }
+    async fn latest_tree_head(&self) -> merklog_storage::Result<Option<SignedTreeHead>> {
+        self.inner.latest_tree_head().await
+    }
+    async fn tree_head_at_size(
+        &self,
+        size: u64,
+    ) -> merklog_storage::Result<Option<SignedTreeHead>> {
+        self.inner.tree_head_at_size(size).await
+    }
+    async fn tree_heads(
+        &self,
+        after: Option<TreeHead>,
+        limit: u32,
+    ) -> merklog_storage::Result<Vec<SignedTreeHead>> {
+        self.inner.tree_heads(after, limit).await
+    }
+    async fn leaves_with_nodes(
+        &self,
+        start: u64,
+        end: u64,
+    ) -> merklog_storage::Result<Vec<LeafNodes>> {
+        self.inner.leaves_with_nodes(start, end).await
+    }
+}
+
+fn sqlx_io_error() -> sqlx::Error {
+    sqlx::Error::Io(std::io::Error::new(
+        std::io::ErrorKind::ConnectionReset,
+        "injected failure",
+    ))
+}
+
+async fn storage_failure_fails_the_batch_then_recovers(db: TestDb) {
+    let signer = signer();
+    let key = signer.public_key().clone();
+    let store = Arc::new(FlakyStore {
+        inner: db.open().await.unwrap(),
+        fail_next: AtomicU32::new(0),
+        fail_after_commit: AtomicU32::new(0),
+    });
+    let server = TestServer::start(store.clone(), signer, ServerConfig::default())
+        .await
+        .unwrap();
+    let mut c = server.client().await.unwrap();
+    let (_, before) = append_verified(&mut c, &key, vec![b"one".to_vec()]).await;
+
+    store.fail_next.store(1, Ordering::SeqCst);
+    assert_status(
+        c.append(v1::AppendRequest {
+            entries: vec![b"two".to_vec()],
+        })
+        .await,
+        Code::Unavailable,
+        &["storage unavailable"],
+    );
+    // Nothing of the failed batch is visible, and the next batch proceeds.
+    let head = c
+        .get_signed_tree_head(v1::GetSignedTreeHeadRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(sth_from_wire(&head, "h").unwrap(), before);
+    let (placed, _) = append_verified(&mut c, &key, vec![b"two".to_vec()]).await;
+    assert_eq!(placed, vec![(1, false)]);
+
+    // A commit that happened but was reported as failed: the caller is told
+    // UNAVAILABLE, the service resynchronises and a retry finds the entry.
+    store.fail_after_commit.store(1, Ordering::SeqCst);
+    assert_status(
+        c.append(v1::AppendRequest {
+            entries: vec![b"three".to_vec()],
+        })
+        .await,
+        Code::Unavailable,
+        &[],
+    );
+    let (placed, sth) =
+        append_verified(&mut c, &key, vec![b"three".to_vec(), b"four".to_vec()]).await;
+    assert_eq!(placed, vec![(2, true), (3, false)]);
+    check_heads_consistent(&mut c, &[before, sth]).await;
+    server.stop().await.unwrap();
+}
+
+macro_rules! on_both_backends {
+    ($($scenario:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $scenario() {
+                    super::$scenario(merklog_tests::TestDb::sqlite()).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $scenario() {
+                    super::$scenario(merklog_tests::TestDb::postgres().await).await;
+                }
+            )*
+        }
+    };
+}
+
+on_both_backends!(
+    concurrent_appends_all_verify,
+    restart_keeps_everything,
+    duplicates_keep_their_index,
+    bad_input_is_rejected_clearly,
+    storage_failure_fails_the_batch_then_recovers,
+);
