@@ -460,10 +460,27 @@ struct FlakyStore<S> {
     inner: S,
     fail_next: AtomicU32,
     fail_after_commit: AtomicU32,
+    /// Milliseconds each append takes before it starts: a slow disk.
+    append_delay_ms: AtomicU32,
+}
+
+impl<S> FlakyStore<S> {
+    fn new(inner: S) -> Self {
+        FlakyStore {
+            inner,
+            fail_next: AtomicU32::new(0),
+            fail_after_commit: AtomicU32::new(0),
+            append_delay_ms: AtomicU32::new(0),
+        }
+    }
 }
 
 impl<S: LogStore> LogStore for FlakyStore<S> {
     async fn append_batch(&self, batch: &Batch) -> merklog_storage::Result<()> {
+        let delay = self.append_delay_ms.load(Ordering::SeqCst);
+        if delay > 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(delay.into())).await;
+        }
         if self.fail_next.load(Ordering::SeqCst) > 0 {
             self.fail_next.fetch_sub(1, Ordering::SeqCst);
             return Err(StorageError::Unavailable {
@@ -529,11 +546,7 @@ fn sqlx_io_error() -> sqlx::Error {
 async fn storage_failure_fails_the_batch_then_recovers(db: TestDb) {
     let signer = signer();
     let key = signer.public_key().clone();
-    let store = Arc::new(FlakyStore {
-        inner: db.open().await.unwrap(),
-        fail_next: AtomicU32::new(0),
-        fail_after_commit: AtomicU32::new(0),
-    });
+    let store = Arc::new(FlakyStore::new(db.open().await.unwrap()));
     let server = TestServer::start(store.clone(), signer, ServerConfig::default())
         .await
         .unwrap();
@@ -577,6 +590,60 @@ async fn storage_failure_fails_the_batch_then_recovers(db: TestDb) {
     server.stop().await.unwrap();
 }
 
+async fn overload_is_refused_at_once(db: TestDb) {
+    let signer = signer();
+    let key = signer.public_key().clone();
+    let store = Arc::new(FlakyStore::new(db.open().await.unwrap()));
+    let mut config = ServerConfig::default();
+    config.limits.max_entries_per_append = 10;
+    config.sequencer.queue_capacity = 20;
+    config.sequencer.max_batch_entries = 10;
+    let server = TestServer::start(store.clone(), signer, config)
+        .await
+        .unwrap();
+    // Every batch now takes a second: 60 callers of 5 entries overflow a
+    // queue of 20 entries.
+    store.append_delay_ms.store(1000, Ordering::SeqCst);
+    let mut calls = Vec::new();
+    for i in 0..60 {
+        let mut c = server.client().await.unwrap();
+        calls.push(tokio::spawn(async move {
+            let started = std::time::Instant::now();
+            let entries = (0..5).map(|j| entry(i, j)).collect();
+            let result = c.append(v1::AppendRequest { entries }).await;
+            (result.map(|r| r.into_inner()), started.elapsed())
+        }));
+    }
+    let (mut ok, mut refused) = (0, 0);
+    for call in calls {
+        let (result, took) = call.await.unwrap();
+        match result {
+            Ok(resp) => {
+                verified_head(&key, resp.tree_head.as_ref());
+                ok += 1;
+            }
+            Err(status) => {
+                assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+                assert!(status.message().contains("retry later"), "{status:?}");
+                // Refused without waiting for the queue: quicker than one
+                // batch takes (a behaviour, not a speed target).
+                assert!(
+                    took < std::time::Duration::from_millis(1000),
+                    "refusal took {took:?}"
+                );
+                refused += 1;
+            }
+        }
+    }
+    assert!(ok >= 4, "the queued callers are served ({ok} served)");
+    assert!(refused > 0, "a full queue refuses callers");
+    store.append_delay_ms.store(0, Ordering::SeqCst);
+    let mut c = server.client().await.unwrap();
+    let (_, head) = append_verified(&mut c, &key, vec![b"after the flood".to_vec()]).await;
+    assert_eq!(head.head.tree_size, ok * 5 + 1);
+    server.stop().await.unwrap();
+}
+
 macro_rules! on_both_backends {
     ($($scenario:ident),* $(,)?) => {
         mod sqlite {
@@ -604,4 +671,79 @@ on_both_backends!(
     duplicates_keep_their_index,
     bad_input_is_rejected_clearly,
     storage_failure_fails_the_batch_then_recovers,
+    overload_is_refused_at_once,
 );
+
+/// The database really goes away (connections cut and refused) and comes
+/// back: appends fail with UNAVAILABLE meanwhile, then the service recovers
+/// by itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_outage_fails_appends_then_recovers() {
+    use sqlx::Connection;
+    let (url, guard) = merklog_storage::testing::TempPostgres::create().await;
+    let signer = signer();
+    let key = signer.public_key().clone();
+    let store = Arc::new(merklog_storage::AnyStore::open(&url).await.unwrap());
+    let server = TestServer::start(store, signer, ServerConfig::default())
+        .await
+        .unwrap();
+    let mut c = server.client().await.unwrap();
+    let (_, before) = append_verified(&mut c, &key, vec![b"before the outage".to_vec()]).await;
+
+    let mut admin = sqlx::PgConnection::connect(guard.admin_url())
+        .await
+        .unwrap();
+    let name = guard.name().to_owned();
+    let set_connections =
+        |allow: bool| format!("ALTER DATABASE \"{name}\" ALLOW_CONNECTIONS {allow}");
+    sqlx::query(&set_connections(false))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    sqlx::query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1")
+        .bind(&name)
+        .execute(&mut admin)
+        .await
+        .unwrap();
+
+    for i in 0..3 {
+        let mut req = tonic::Request::new(v1::AppendRequest {
+            entries: vec![format!("during the outage {i}").into_bytes()],
+        });
+        // The service must answer before this deadline, not hang.
+        req.set_timeout(std::time::Duration::from_secs(20));
+        let status = c.append(req).await.expect_err("no database, no append");
+        assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+    }
+
+    sqlx::query(&set_connections(true))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    let mut recovered = None;
+    for _ in 0..50 {
+        match c
+            .append(v1::AppendRequest {
+                entries: vec![b"after the outage".to_vec()],
+            })
+            .await
+        {
+            Ok(resp) => {
+                recovered = Some(resp.into_inner());
+                break;
+            }
+            Err(status) => {
+                assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+        }
+    }
+    let resp = recovered.expect("the service recovers once the database is back");
+    let after = verified_head(&key, resp.tree_head.as_ref());
+    assert_eq!(
+        resp.entries[0].leaf_index, 1,
+        "failed appends left no trace"
+    );
+    check_heads_consistent(&mut c, &[before, after]).await;
+    server.stop().await.unwrap();
+}
