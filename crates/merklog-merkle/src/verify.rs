@@ -4,7 +4,7 @@
 //! hashing, so a short or long proof is reported as such and not as a root
 //! mismatch.
 
-use crate::{consistency_proof_nodes, inclusion_proof_nodes, node_hash, Error, Hash};
+use crate::{consistency_proof_nodes, empty_root, inclusion_proof_nodes, node_hash, Error, Hash};
 
 /// Recomputes the root from leaf `m`'s hash and its inclusion proof in a tree
 /// of `n` leaves (RFC 9162 §2.1.3.2, steps 1–4).
@@ -71,7 +71,8 @@ pub fn verify_inclusion(
 /// the tree of `n` leaves with root `second_root` (RFC 9162 §2.1.4.2).
 ///
 /// With `m = n` the proof must be empty and the roots equal; with `m = 0` the
-/// proof must be empty (the empty tree is a prefix of every tree).
+/// proof must be empty and `first_root` must be `MTH({})` (the empty tree is a
+/// prefix of every tree, so `second_root` is then only checked when `n = 0`).
 ///
 /// # Errors
 /// [`Error::SizeOrder`] when `m > n`; [`Error::ProofTooShort`] or
@@ -88,6 +89,14 @@ pub fn verify_consistency(
     let expected = consistency_proof_nodes(m, n)?.proof_len();
     check_len(expected, proof.len())?;
     if m == 0 {
+        // The empty tree is a prefix of every tree, so nothing constrains
+        // `second_root` unless `n = 0` too; but the claim is about the tree
+        // whose root is `first_root`, and only `MTH({})` is the root of a tree
+        // of size 0.
+        roots_match(&empty_root(), first_root, Which::First)?;
+        if n == 0 {
+            return roots_match(&empty_root(), second_root, Which::Second);
+        }
         return Ok(());
     }
     if m == n {
