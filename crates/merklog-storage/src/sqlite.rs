@@ -28,6 +28,9 @@ pub const DEFAULT_SQLITE_PATH: &str = "./data/merklog.db";
 /// How many values one `IN (...)` list binds; SQLite allows 32,766.
 const IN_LIST_CHUNK: usize = 1000;
 
+/// How many leaf rows one INSERT carries (5 binds each).
+const INSERT_CHUNK: usize = 100;
+
 /// A log stored in one SQLite file. Cheap to clone: clones share one pool.
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
@@ -143,17 +146,24 @@ impl LogStore for SqliteStore {
         // IMMEDIATE takes the write lock up front, so a concurrent writer
         // waits (busy_timeout) instead of failing half-way.
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        for row in &rows {
-            sqlx::query(
-                "INSERT INTO leaves (idx, leaf_hash, entry, integrated_ms, nodes) VALUES (?, ?, ?, ?, ?)",
-            )
-            .bind(row.idx)
-            .bind(row.leaf_hash.as_bytes().as_slice())
-            .bind(row.entry)
-            .bind(integrated_ms)
-            .bind(row.nodes.as_slice())
-            .execute(&mut *tx)
-            .await?;
+        // Multi-row VALUES: a third of the time of one statement per row,
+        // which pays a hop to sqlx's SQLite worker thread each (measured in
+        // examples/storage_bench.rs). The order trigger still runs per row.
+        for chunk in rows.chunks(INSERT_CHUNK) {
+            let sql = format!(
+                "INSERT INTO leaves (idx, leaf_hash, entry, integrated_ms, nodes) VALUES {}",
+                vec!["(?, ?, ?, ?, ?)"; chunk.len()].join(", ")
+            );
+            let mut query = sqlx::query(&sql);
+            for row in chunk {
+                query = query
+                    .bind(row.idx)
+                    .bind(row.leaf_hash.as_bytes().as_slice())
+                    .bind(row.entry)
+                    .bind(integrated_ms)
+                    .bind(row.nodes.as_slice());
+            }
+            query.execute(&mut *tx).await?;
         }
         sqlx::query(
             "INSERT INTO tree_heads (tree_size, timestamp_ms, root_hash, signature) VALUES (?, ?, ?, ?)",
