@@ -1,1 +1,32 @@
+//! A merklog client that trusts nothing.
+//!
+//! Every value it returns has been checked first: a tree head's signature
+//! against a pinned public key and its log ID, each inclusion proof against
+//! a verified head, each entry's bytes against its leaf hash, and every new
+//! head against the last head the client trusted, through a consistency proof
+//! (RFC 9162 §2.1.4). A check that fails is an error, never a value.
+//!
+//! - [`Client`]: the online client over the gRPC API, with the trusted head
+//!   kept in memory and, optionally, in a state file ([`TrustState`]).
+//! - [`check`]: the checks themselves, pure, shared with the offline tools.
+//! - [`offline`]: checking saved documents with a public key and no server.
+//! - [`json`]: the documents of `docs/FORMATS.md`.
+//!
+//! It does not read the log's database (that is `merklog verify-store`), and
+//! it does not choose what to do about a failure: it reports it, with the
+//! evidence, in [`ClientError`].
 
+pub mod check;
+mod client;
+mod error;
+pub mod json;
+pub mod offline;
+mod state;
+
+pub use check::{verify_head, VerifiedHead};
+pub use client::{
+    AppendReceipt, AppendedEntry, Client, LogEntry, LogInfo, ProvenConsistency, ProvenInclusion,
+    ServedEntry,
+};
+pub use error::{ClientError, Result};
+pub use state::TrustState;

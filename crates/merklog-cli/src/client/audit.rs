@@ -295,7 +295,7 @@ pub async fn audit(
                 Err(e) => return Err(e),
             }
             proofs_checked += 1;
-            progress.update(m + 2, n + n % 2, "leaves proved");
+            progress.update(proofs_checked, n.div_ceil(2), "inclusion proofs");
         }
     }
     Ok(AuditReport {
@@ -328,7 +328,7 @@ fn path_ranges(m: u64, n: u64) -> Vec<(u64, u64)> {
 /// Returns `(level, index)` when `[first, end)` is a complete subtree.
 fn complete_node(first: u64, end: u64) -> Option<(u8, u64)> {
     let len = end - first;
-    (len.is_power_of_two() && first % len == 0)
+    (len.is_power_of_two() && first.is_multiple_of(len))
         .then(|| (len.trailing_zeros() as u8, first >> len.trailing_zeros()))
 }
 

@@ -307,7 +307,7 @@ impl Progress {
             .last
             .is_none_or(|t| now.duration_since(t).as_secs() >= 1);
         if due || done == total {
-            let pct = if total == 0 { 100 } else { done * 100 / total };
+            let pct = (done * 100).checked_div(total).unwrap_or(100);
             eprintln!("{}: {done}/{total} {unit} ({pct}%)", self.label);
             self.last = Some(now);
         }

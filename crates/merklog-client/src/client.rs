@@ -1,0 +1,725 @@
+//! The online client: every answer of the log is checked before it is
+//! returned, and every new tree head is linked to the trusted one.
+
+use std::path::{Path, PathBuf};
+
+use merklog_merkle::{empty_root, leaf_hash, CompactRange, Hash};
+use merklog_proto::v1::{self, get_inclusion_proof_request::Leaf, log_client::LogClient};
+use merklog_proto::{hash_from_wire, hashes_from_wire};
+use merklog_sth::{LogId, PublicKey};
+use tonic::transport::{Channel, Endpoint};
+
+use crate::check::{
+    check_consistency, check_heads_consistent, check_inclusion, verify_head, VerifiedHead,
+};
+use crate::json::{ConsistencyProofJson, EntryJson, InclusionProofJson};
+use crate::state::TrustState;
+use crate::{ClientError, Result};
+
+/// What the log says about itself, with its key checked against the pinned
+/// one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogInfo {
+    pub public_key: PublicKey,
+    pub log_id: LogId,
+    pub hash_algorithm: String,
+    pub signature_algorithm: String,
+    pub max_entry_bytes: u64,
+    pub max_entries_per_append: u32,
+    pub max_page_size: u32,
+}
+
+/// One entry of an append, with its inclusion proof checked against the
+/// receipt's head.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppendedEntry {
+    pub proof: InclusionProofJson,
+    /// The entry was already in the log; `proof.leaf_index` is where.
+    pub duplicate: bool,
+}
+
+/// The checked answer to an append.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppendReceipt {
+    /// The head that covers every entry, consistent with the trusted head.
+    pub head: VerifiedHead,
+    /// In the order the entries were given.
+    pub entries: Vec<AppendedEntry>,
+}
+
+/// An entry whose bytes hash to its leaf hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogEntry {
+    pub index: u64,
+    pub leaf_hash: Hash,
+    pub data: Vec<u8>,
+    pub integrated_ms: u64,
+}
+
+impl LogEntry {
+    /// Returns the entry as the JSON document of `docs/FORMATS.md`.
+    pub fn to_json(&self) -> EntryJson {
+        EntryJson {
+            leaf_index: self.index,
+            leaf_hash: self.leaf_hash,
+            data: self.data.clone(),
+            integrated_ms: self.integrated_ms,
+        }
+    }
+}
+
+/// An entry as the log served it, before its leaf hash is checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServedEntry {
+    pub index: u64,
+    /// The leaf hash the log claims for `data`.
+    pub claimed_leaf_hash: Hash,
+    pub data: Vec<u8>,
+    pub integrated_ms: u64,
+}
+
+impl ServedEntry {
+    /// Returns the entry once its bytes hash to its claimed leaf hash.
+    ///
+    /// # Errors
+    /// [`ClientError::LeafHash`] when they do not.
+    pub fn check(self) -> Result<LogEntry> {
+        let computed = leaf_hash(&self.data);
+        if computed != self.claimed_leaf_hash {
+            return Err(ClientError::LeafHash {
+                leaf_index: self.index,
+                claimed: self.claimed_leaf_hash,
+                computed,
+            });
+        }
+        Ok(LogEntry {
+            index: self.index,
+            leaf_hash: computed,
+            data: self.data,
+            integrated_ms: self.integrated_ms,
+        })
+    }
+}
+
+/// An inclusion proof checked against a verified head.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProvenInclusion {
+    pub proof: InclusionProofJson,
+    pub head: VerifiedHead,
+}
+
+/// A consistency proof checked against two verified heads (the first is
+/// `None` for the empty tree, whose root needs no signature).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProvenConsistency {
+    pub proof: ConsistencyProofJson,
+    pub first_head: Option<VerifiedHead>,
+    pub second_head: VerifiedHead,
+}
+
+/// A client of one log, pinned to its public key.
+///
+/// It trusts the first head it verifies (or the one in its state file) and,
+/// from then on, accepts a head only with a consistency proof from the
+/// trusted one. The trusted head only grows; with a state file it survives
+/// restarts.
+pub struct Client {
+    rpc: LogClient<Channel>,
+    endpoint: String,
+    key: PublicKey,
+    log_id: LogId,
+    trusted: Option<VerifiedHead>,
+    /// The right edge of the trusted tree, when known (see [`TrustState`]).
+    edge: Option<CompactRange>,
+    state_path: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("endpoint", &self.endpoint)
+            .field("log_id", &self.log_id)
+            .field("trusted", &self.trusted)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Client {
+    /// Connects to the log at `endpoint` (`http://host:port`, or
+    /// `host:port`), pinned to `key`.
+    ///
+    /// # Errors
+    /// [`ClientError::Transport`] when the address is invalid or the log
+    /// cannot be reached.
+    pub async fn connect(endpoint: &str, key: PublicKey) -> Result<Self> {
+        let url = if endpoint.contains("://") {
+            endpoint.to_owned()
+        } else {
+            format!("http://{endpoint}")
+        };
+        let transport = |reason: String| ClientError::Transport {
+            endpoint: url.clone(),
+            reason,
+        };
+        let channel = Endpoint::from_shared(url.clone())
+            .map_err(|e| transport(e.to_string()))?
+            .connect_timeout(std::time::Duration::from_secs(10))
+            .connect()
+            .await
+            .map_err(|e| transport(source_chain(&e)))?;
+        let log_id = key.log_id();
+        Ok(Client {
+            rpc: LogClient::new(channel).max_decoding_message_size(256 << 20),
+            endpoint: url,
+            key,
+            log_id,
+            trusted: None,
+            edge: None,
+            state_path: None,
+        })
+    }
+
+    /// Keeps the trusted head in `path`: loads it now (when the file exists)
+    /// and writes it atomically each time it moves.
+    ///
+    /// # Errors
+    /// As [`TrustState::load`].
+    pub fn with_state_file(mut self, path: impl Into<PathBuf>) -> Result<Self> {
+        let path = path.into();
+        if let Some((head, edge)) = TrustState::load(&path, &self.key)? {
+            self.trusted = Some(head);
+            self.edge = edge;
+        }
+        self.state_path = Some(path);
+        Ok(self)
+    }
+
+    /// Starts from `head` as the trusted head.
+    pub fn with_trusted_head(mut self, head: VerifiedHead) -> Self {
+        self.trusted = Some(head);
+        self.edge = None;
+        self
+    }
+
+    /// Returns the right edge of the trusted tree, when the state file held
+    /// one that matches the trusted head's root.
+    pub fn trusted_edge(&self) -> Option<&CompactRange> {
+        self.edge.as_ref()
+    }
+
+    /// Returns the pinned key.
+    pub fn public_key(&self) -> &PublicKey {
+        &self.key
+    }
+
+    /// Returns the head the client trusts now, if any.
+    pub fn trusted_head(&self) -> Option<&VerifiedHead> {
+        self.trusted.as_ref()
+    }
+
+    /// Returns the state file, if the client keeps one.
+    pub fn state_path(&self) -> Option<&Path> {
+        self.state_path.as_deref()
+    }
+
+    /// Makes `head` the trusted head if it is larger than (or as large as,
+    /// and newer than) the trusted one, and saves it with `edge` (the right
+    /// edge of `head`'s tree, if the caller has it) to the state file.
+    ///
+    /// The caller must have checked `head` against the trusted head
+    /// ([`Client::check_against_trusted`]).
+    ///
+    /// # Errors
+    /// [`ClientError::State`] when the state file cannot be written.
+    pub fn set_trusted(&mut self, head: &VerifiedHead, edge: Option<&CompactRange>) -> Result<()> {
+        let newer = match &self.trusted {
+            None => true,
+            Some(t) => {
+                head.tree_size() > t.tree_size()
+                    || (head.tree_size() == t.tree_size()
+                        && head.timestamp_ms() >= t.timestamp_ms())
+            }
+        };
+        if !newer {
+            return Ok(());
+        }
+        let edge = edge.filter(|e| e.size() == head.tree_size() && e.root() == head.root_hash());
+        if let Some(path) = &self.state_path {
+            TrustState::save(path, head, edge)?;
+        }
+        self.trusted = Some(head.clone());
+        self.edge = edge.cloned();
+        Ok(())
+    }
+
+    /// Returns the log's description, after checking that its key is the
+    /// pinned key.
+    ///
+    /// # Errors
+    /// [`ClientError::WrongLog`] when the server has another key; transport
+    /// and status errors.
+    pub async fn log_info(&mut self) -> Result<LogInfo> {
+        let info = self
+            .rpc
+            .get_log_info(v1::GetLogInfoRequest {})
+            .await?
+            .into_inner();
+        let public_key =
+            PublicKey::from_der(&info.public_key_der).map_err(|e| ClientError::Malformed {
+                field: "public_key_der".into(),
+                reason: e.to_string(),
+            })?;
+        let claimed = hash_from_wire(&info.log_id, "log_id")?;
+        for got in [public_key.log_id(), LogId(claimed.0)] {
+            if got != self.log_id {
+                return Err(ClientError::WrongLog {
+                    what: format!("the server at {}", self.endpoint),
+                    expected: self.log_id,
+                    got,
+                });
+            }
+        }
+        Ok(LogInfo {
+            log_id: public_key.log_id(),
+            public_key,
+            hash_algorithm: info.hash_algorithm,
+            signature_algorithm: info.signature_algorithm,
+            max_entry_bytes: info.max_entry_bytes,
+            max_entries_per_append: info.max_entries_per_append,
+            max_page_size: info.max_page_size,
+        })
+    }
+
+    /// Fetches the log's latest head and checks its signature and log, but
+    /// not yet its consistency with the trusted head.
+    ///
+    /// # Errors
+    /// [`ClientError::BadSignature`], [`ClientError::WrongLog`],
+    /// [`ClientError::Malformed`]; transport and status errors.
+    pub async fn fetch_latest(&mut self) -> Result<VerifiedHead> {
+        let wire = self
+            .rpc
+            .get_signed_tree_head(v1::GetSignedTreeHeadRequest {})
+            .await?
+            .into_inner();
+        self.verify_wire_head(&wire, "tree_head")
+    }
+
+    /// Fetches, checks and trusts the log's latest head: signed by the
+    /// pinned key, not smaller than the trusted head, and consistent with it.
+    ///
+    /// # Errors
+    /// [`ClientError::Rollback`] when it is smaller than the trusted head;
+    /// [`ClientError::Fork`] when it is not consistent with it; as
+    /// [`Client::fetch_latest`].
+    pub async fn latest_head(&mut self) -> Result<VerifiedHead> {
+        let head = self.fetch_latest().await?;
+        self.check_against_trusted(&head, false).await?;
+        self.set_trusted(&head, None)?;
+        Ok(head)
+    }
+
+    /// Checks `head` (already verified) against the trusted head: the same
+    /// size must have the same root, and the smaller of the two trees must
+    /// be a prefix of the larger, by a consistency proof fetched from the
+    /// log. A head smaller than the trusted one is a rollback unless
+    /// `allow_older` (for a head the caller asked for by size).
+    ///
+    /// # Errors
+    /// [`ClientError::Rollback`], [`ClientError::Fork`]; transport and status
+    /// errors while fetching the proof.
+    pub async fn check_against_trusted(
+        &mut self,
+        head: &VerifiedHead,
+        allow_older: bool,
+    ) -> Result<()> {
+        let Some(trusted) = self.trusted.clone() else {
+            return Ok(());
+        };
+        if head.tree_size() < trusted.tree_size() && !allow_older {
+            return Err(ClientError::Rollback {
+                trusted_size: trusted.tree_size(),
+                trusted_root: trusted.root_hash(),
+                new_size: head.tree_size(),
+                new_root: head.root_hash(),
+            });
+        }
+        let (small, large) = if head.tree_size() <= trusted.tree_size() {
+            (head.tree_size(), trusted.tree_size())
+        } else {
+            (trusted.tree_size(), head.tree_size())
+        };
+        let proof = if small == large {
+            Vec::new()
+        } else {
+            self.consistency_hashes(small, large).await?
+        };
+        check_heads_consistent(&trusted, head, &proof)
+    }
+
+    /// Fetches the proof hashes of `PROOF(m, D[n])`, checking that the log
+    /// answered for these sizes.
+    async fn consistency_hashes(&mut self, m: u64, n: u64) -> Result<Vec<Hash>> {
+        let reply = self
+            .rpc
+            .get_consistency_proof(v1::GetConsistencyProofRequest {
+                first_size: m,
+                second_size: n,
+            })
+            .await?
+            .into_inner();
+        expect("first_size", m, reply.first_size)?;
+        expect("second_size", n, reply.second_size)?;
+        Ok(hashes_from_wire(&reply.proof, "proof")?)
+    }
+
+    fn verify_wire_head(&self, wire: &v1::SignedTreeHead, field: &str) -> Result<VerifiedHead> {
+        let sth = merklog_proto::sth_from_wire(wire, field)?;
+        let log_id = hash_from_wire(&wire.log_id, &format!("{field}.log_id"))?;
+        verify_head(&self.key, &sth, LogId(log_id.0))
+    }
+
+    /// Checks a head the log sent along with a proof: signed, and
+    /// consistent with the trusted head (which it may move forward).
+    async fn accept_served_head(
+        &mut self,
+        wire: &v1::SignedTreeHead,
+        field: &str,
+    ) -> Result<VerifiedHead> {
+        let head = self.verify_wire_head(wire, field)?;
+        self.check_against_trusted(&head, true).await?;
+        self.set_trusted(&head, None)?;
+        Ok(head)
+    }
+
+    /// Returns the log's signed head at exactly `tree_size`, checked against
+    /// the trusted head.
+    ///
+    /// # Errors
+    /// [`ClientError::NoSignedHead`] when the log published none at that
+    /// size; as [`Client::check_against_trusted`].
+    pub async fn head_at(&mut self, tree_size: u64) -> Result<VerifiedHead> {
+        if let Some(t) = self.trusted.as_ref().filter(|t| t.tree_size() == tree_size) {
+            return Ok(t.clone());
+        }
+        if tree_size == 0 {
+            // Size 0 means "latest" on the wire: the empty tree's head
+            // cannot be asked for.
+            return Err(ClientError::NoSignedHead { tree_size });
+        }
+        let reply = self
+            .rpc
+            .get_consistency_proof(v1::GetConsistencyProofRequest {
+                first_size: tree_size,
+                second_size: tree_size,
+            })
+            .await?
+            .into_inner();
+        let wire = reply
+            .tree_head
+            .ok_or(ClientError::NoSignedHead { tree_size })?;
+        expect("tree_head.tree_size", tree_size, wire.tree_size)?;
+        self.accept_served_head(&wire, "tree_head").await
+    }
+
+    async fn head_for(&mut self, tree_size: Option<u64>) -> Result<VerifiedHead> {
+        match tree_size {
+            None => self.latest_head().await,
+            Some(size) => self.head_at(size).await,
+        }
+    }
+
+    /// Appends `entries` and checks the answer: the head is signed and
+    /// consistent with the trusted head, each leaf hash is the hash of the
+    /// entry given, and each inclusion proof verifies against the head.
+    ///
+    /// # Errors
+    /// Any check that fails, as [`ClientError`] says; transport and status
+    /// errors (the log refuses empty or oversized entries).
+    pub async fn append(&mut self, entries: Vec<Vec<u8>>) -> Result<AppendReceipt> {
+        let hashes: Vec<Hash> = entries.iter().map(|e| leaf_hash(e)).collect();
+        let reply = self
+            .rpc
+            .append(v1::AppendRequest { entries })
+            .await?
+            .into_inner();
+        let wire = reply
+            .tree_head
+            .as_ref()
+            .ok_or_else(|| ClientError::Malformed {
+                field: "tree_head".into(),
+                reason: "missing".into(),
+            })?;
+        let head = self.accept_served_head(wire, "tree_head").await?;
+        expect(
+            "number of entries",
+            hashes.len() as u64,
+            reply.entries.len() as u64,
+        )?;
+        let mut out = Vec::with_capacity(hashes.len());
+        for (i, (got, want)) in reply.entries.iter().zip(&hashes).enumerate() {
+            let field = format!("entries[{i}]");
+            let leaf = hash_from_wire(&got.leaf_hash, &format!("{field}.leaf_hash"))?;
+            if leaf != *want {
+                return Err(ClientError::Unexpected {
+                    field: format!("{field}.leaf_hash"),
+                    expected: want.to_string(),
+                    got: leaf.to_string(),
+                });
+            }
+            let proof = InclusionProofJson {
+                leaf_index: got.leaf_index,
+                tree_size: head.tree_size(),
+                leaf_hash: leaf,
+                root_hash: head.root_hash(),
+                proof: hashes_from_wire(&got.inclusion_proof, &format!("{field}.inclusion_proof"))?,
+            };
+            check_inclusion(&head, &proof)?;
+            out.push(AppendedEntry {
+                proof,
+                duplicate: got.duplicate,
+            });
+        }
+        Ok(AppendReceipt { head, entries: out })
+    }
+
+    /// Proves leaf `index` into the latest head (or the signed head at
+    /// `tree_size`).
+    ///
+    /// # Errors
+    /// As [`Client::latest_head`] or [`Client::head_at`];
+    /// [`ClientError::InclusionProof`] when the proof does not verify.
+    pub async fn inclusion_by_index(
+        &mut self,
+        index: u64,
+        tree_size: Option<u64>,
+    ) -> Result<ProvenInclusion> {
+        self.inclusion(Leaf::LeafIndex(index), tree_size).await
+    }
+
+    /// Proves the leaf with `leaf_hash` into the latest head (or the signed
+    /// head at `tree_size`).
+    ///
+    /// # Errors
+    /// As [`Client::inclusion_by_index`]; a `NotFound` status when the log
+    /// holds no such leaf.
+    pub async fn inclusion_by_leaf_hash(
+        &mut self,
+        leaf_hash: Hash,
+        tree_size: Option<u64>,
+    ) -> Result<ProvenInclusion> {
+        self.inclusion(Leaf::LeafHash(leaf_hash.0.to_vec()), tree_size)
+            .await
+    }
+
+    /// Proves the entry `data` into the latest head (or the signed head at
+    /// `tree_size`), by its leaf hash `SHA-256(0x00 || data)`.
+    ///
+    /// # Errors
+    /// As [`Client::inclusion_by_leaf_hash`].
+    pub async fn inclusion_by_entry(
+        &mut self,
+        data: &[u8],
+        tree_size: Option<u64>,
+    ) -> Result<ProvenInclusion> {
+        self.inclusion_by_leaf_hash(leaf_hash(data), tree_size)
+            .await
+    }
+
+    async fn inclusion(&mut self, leaf: Leaf, tree_size: Option<u64>) -> Result<ProvenInclusion> {
+        let head = self.head_for(tree_size).await?;
+        if head.tree_size() == 0 {
+            return Err(ClientError::Status {
+                code: tonic::Code::OutOfRange,
+                message: "the log is empty: no leaf can be proved".into(),
+            });
+        }
+        let reply = self
+            .rpc
+            .get_inclusion_proof(v1::GetInclusionProofRequest {
+                leaf: Some(leaf.clone()),
+                tree_size: head.tree_size(),
+            })
+            .await?
+            .into_inner();
+        expect("tree_size", head.tree_size(), reply.tree_size)?;
+        let leaf_hash = hash_from_wire(&reply.leaf_hash, "leaf_hash")?;
+        match leaf {
+            Leaf::LeafIndex(index) => expect("leaf_index", index, reply.leaf_index)?,
+            Leaf::LeafHash(asked) => {
+                if asked != leaf_hash.0 {
+                    return Err(ClientError::Unexpected {
+                        field: "leaf_hash".into(),
+                        expected: hex::encode(asked),
+                        got: leaf_hash.to_string(),
+                    });
+                }
+            }
+        }
+        if let Some(wire) = &reply.tree_head {
+            // The log may send its head again; it must be the same tree.
+            let served = self.verify_wire_head(wire, "tree_head")?;
+            check_heads_consistent(&head, &served, &[])?;
+        }
+        let proof = InclusionProofJson {
+            leaf_index: reply.leaf_index,
+            tree_size: reply.tree_size,
+            leaf_hash,
+            root_hash: head.root_hash(),
+            proof: hashes_from_wire(&reply.proof, "proof")?,
+        };
+        check_inclusion(&head, &proof)?;
+        Ok(ProvenInclusion { proof, head })
+    }
+
+    /// Proves that the tree of `first` leaves is a prefix of the latest
+    /// tree (or of the tree of `second` leaves). Both trees must have signed
+    /// heads, except the empty tree.
+    ///
+    /// # Errors
+    /// [`ClientError::NoSignedHead`]; [`ClientError::ConsistencyProof`] when
+    /// the proof does not verify; as [`Client::head_at`].
+    pub async fn consistency(
+        &mut self,
+        first: u64,
+        second: Option<u64>,
+    ) -> Result<ProvenConsistency> {
+        let second_head = self.head_for(second).await?;
+        if first > second_head.tree_size() {
+            return Err(ClientError::Input {
+                what: "first size".into(),
+                reason: format!(
+                    "{first} is larger than the second tree's size {}",
+                    second_head.tree_size()
+                ),
+            });
+        }
+        let first_head = if first == 0 {
+            None
+        } else {
+            Some(self.head_at(first).await?)
+        };
+        let proof = if first == second_head.tree_size() {
+            Vec::new()
+        } else {
+            self.consistency_hashes(first, second_head.tree_size())
+                .await?
+        };
+        let doc = ConsistencyProofJson {
+            first_size: first,
+            second_size: second_head.tree_size(),
+            first_root: first_head
+                .as_ref()
+                .map_or_else(empty_root, VerifiedHead::root_hash),
+            second_root: second_head.root_hash(),
+            proof,
+        };
+        check_consistency(first_head.as_ref(), &second_head, &doc)?;
+        Ok(ProvenConsistency {
+            proof: doc,
+            first_head,
+            second_head,
+        })
+    }
+
+    /// Fetches one page of entries from `start` (the log decides how many,
+    /// up to `end`), checking that they are numbered from `start` and that
+    /// each one's bytes hash to its leaf hash. An empty page means the log
+    /// has no entry at `start`.
+    ///
+    /// # Errors
+    /// [`ClientError::LeafHash`] naming the first entry whose bytes do not
+    /// match; [`ClientError::Unexpected`] for misnumbered entries; transport
+    /// and status errors.
+    pub async fn entries_page(&mut self, start: u64, end: u64) -> Result<Vec<LogEntry>> {
+        self.served_entries_page(start, end)
+            .await?
+            .into_iter()
+            .map(ServedEntry::check)
+            .collect()
+    }
+
+    /// Fetches one page of entries as [`Client::entries_page`] does but
+    /// leaves the leaf-hash check to the caller ([`ServedEntry::check`]), so
+    /// an auditor can report every bad entry rather than stop at the first.
+    /// The numbering is checked.
+    ///
+    /// # Errors
+    /// [`ClientError::Unexpected`] for misnumbered entries or too many;
+    /// [`ClientError::Malformed`]; transport and status errors.
+    pub async fn served_entries_page(&mut self, start: u64, end: u64) -> Result<Vec<ServedEntry>> {
+        let reply = self
+            .rpc
+            .get_entries(v1::GetEntriesRequest { start, end })
+            .await?
+            .into_inner();
+        if reply.entries.len() as u64 > end.saturating_sub(start) {
+            return Err(ClientError::Unexpected {
+                field: "number of entries".into(),
+                expected: format!("at most {}", end.saturating_sub(start)),
+                got: reply.entries.len().to_string(),
+            });
+        }
+        reply
+            .entries
+            .into_iter()
+            .enumerate()
+            .map(|(i, e)| {
+                let index = start + i as u64;
+                expect("leaf_index", index, e.leaf_index)?;
+                let claimed = hash_from_wire(&e.leaf_hash, &format!("entries[{i}].leaf_hash"))?;
+                Ok(ServedEntry {
+                    index,
+                    claimed_leaf_hash: claimed,
+                    data: e.data,
+                    integrated_ms: e.integrated_ms,
+                })
+            })
+            .collect()
+    }
+
+    /// Fetches the entries `[start, end)`, page by page, each checked as
+    /// [`Client::entries_page`] does. Fewer are returned when the log holds
+    /// fewer.
+    ///
+    /// # Errors
+    /// As [`Client::entries_page`].
+    pub async fn entries(&mut self, start: u64, end: u64) -> Result<Vec<LogEntry>> {
+        let mut out = Vec::new();
+        let mut at = start;
+        while at < end {
+            let page = self.entries_page(at, end).await?;
+            if page.is_empty() {
+                break;
+            }
+            at += page.len() as u64;
+            out.extend(page);
+        }
+        Ok(out)
+    }
+}
+
+/// Checks that the log echoed the number that was asked for.
+fn expect(field: &str, expected: u64, got: u64) -> Result<()> {
+    if expected != got {
+        return Err(ClientError::Unexpected {
+            field: field.to_owned(),
+            expected: expected.to_string(),
+            got: got.to_string(),
+        });
+    }
+    Ok(())
+}
+
+/// Joins an error and its sources: tonic's transport errors hide the cause
+/// ("connection refused") in the chain.
+fn source_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}

@@ -1,0 +1,197 @@
+use std::path::PathBuf;
+
+use merklog_merkle::Hash;
+use merklog_sth::LogId;
+
+/// Everything a verifying client can fail with.
+///
+/// The variants fall in two classes, told apart by
+/// [`ClientError::is_verification_failure`]: the log (or a saved file) failed
+/// a check — a bad signature, a fork, a rollback, a proof that does not
+/// verify, data that does not hash to what was claimed — or the check could
+/// not be made at all (no connection, an error status, unreadable input).
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The log could not be reached.
+    #[error("cannot connect to the log at {endpoint}: {reason}")]
+    Transport { endpoint: String, reason: String },
+    /// The log answered with an error status.
+    #[error("the log answered {code:?}: {message}")]
+    Status { code: tonic::Code, message: String },
+    /// The log sent a message that cannot be read: a hash of the wrong
+    /// length, a missing field.
+    #[error("the log sent a malformed response: {field}: {reason}")]
+    Malformed { field: String, reason: String },
+    /// The log answered something other than what was asked: another index,
+    /// another tree size, another leaf.
+    #[error("the log answered with {field} = {got}, but {expected} was asked for")]
+    Unexpected {
+        field: String,
+        expected: String,
+        got: String,
+    },
+    /// A tree head or key belongs to another log than the pinned one.
+    #[error("{what} belongs to log {got}, not to the pinned log {expected}: check the server address and the public key")]
+    WrongLog {
+        what: String,
+        expected: LogId,
+        got: LogId,
+    },
+    /// A tree head's signature does not verify with the pinned key.
+    #[error("bad signature: the tree head of size {tree_size} (root {root_hash}) is not signed by the pinned key of log {log_id}: {reason}")]
+    BadSignature {
+        tree_size: u64,
+        root_hash: Hash,
+        log_id: LogId,
+        reason: String,
+    },
+    /// Two signed heads that cannot both be true: the same size with two
+    /// roots, or a larger head whose consistency proof from the trusted one
+    /// does not verify. The log shows different views to different clients,
+    /// or rewrote its history.
+    #[error("fork: the tree head of size {new_size} (root {new_root}) is not consistent with the trusted head of size {trusted_size} (root {trusted_root}): {reason}")]
+    Fork {
+        trusted_size: u64,
+        trusted_root: Hash,
+        new_size: u64,
+        new_root: Hash,
+        reason: String,
+    },
+    /// The log's latest head is smaller than one it signed before.
+    #[error("rollback: the log's latest tree head has size {new_size} (root {new_root}), smaller than the trusted head of size {trusted_size} (root {trusted_root}) it signed before")]
+    Rollback {
+        trusted_size: u64,
+        trusted_root: Hash,
+        new_size: u64,
+        new_root: Hash,
+    },
+    /// An inclusion proof does not verify. `proof` is the proof that was
+    /// checked, kept as evidence.
+    #[error("bad inclusion proof: leaf {leaf_index} (hash {leaf_hash}) in the tree of size {tree_size}: {reason}")]
+    InclusionProof {
+        leaf_index: u64,
+        tree_size: u64,
+        leaf_hash: Hash,
+        proof: Vec<Hash>,
+        reason: Box<merklog_merkle::Error>,
+    },
+    /// A consistency proof between two given heads does not verify.
+    #[error("bad consistency proof from size {first_size} to size {second_size}: {reason}")]
+    ConsistencyProof {
+        first_size: u64,
+        second_size: u64,
+        reason: Box<merklog_merkle::Error>,
+    },
+    /// A proof or entry does not match the tree head it is checked against.
+    #[error("{what}: the proof says {claimed} but the tree head says {head}")]
+    HeadMismatch {
+        what: String,
+        claimed: String,
+        head: String,
+    },
+    /// An entry's bytes do not hash to the leaf hash served with it.
+    #[error("bad entry: leaf {leaf_index}'s bytes hash to {computed}, but the log says its leaf hash is {claimed}")]
+    LeafHash {
+        leaf_index: u64,
+        claimed: Hash,
+        computed: Hash,
+    },
+    /// The log's entries do not hash to the root its signed head claims.
+    #[error("root mismatch: the log's entries [0, {tree_size}) hash to {computed}, but its signed head of that size says {signed}")]
+    RootMismatch {
+        tree_size: u64,
+        computed: Hash,
+        signed: Hash,
+    },
+    /// The log holds fewer entries than its signed head covers.
+    #[error("missing entries: the signed head covers {tree_size} entries but the log served only {served}")]
+    MissingEntries { tree_size: u64, served: u64 },
+    /// The log signed no tree head at a size a check needs.
+    #[error(
+        "the log has no signed tree head at size {tree_size}; use a size at which it published one"
+    )]
+    NoSignedHead { tree_size: u64 },
+    /// A saved tree head, proof or state could not be read.
+    #[error("{what}: {reason}")]
+    Input { what: String, reason: String },
+    /// The state file could not be read or written.
+    #[error("state file {}: {reason}", path.display())]
+    State { path: PathBuf, reason: String },
+}
+
+impl ClientError {
+    /// Returns true when the log or a saved document failed a check (exit
+    /// code 1 in the CLI); false when the check could not be made (exit 2).
+    pub fn is_verification_failure(&self) -> bool {
+        match self {
+            ClientError::Transport { .. }
+            | ClientError::Status { .. }
+            | ClientError::NoSignedHead { .. }
+            | ClientError::Input { .. }
+            | ClientError::State { .. } => false,
+            ClientError::Malformed { .. }
+            | ClientError::Unexpected { .. }
+            | ClientError::WrongLog { .. }
+            | ClientError::BadSignature { .. }
+            | ClientError::Fork { .. }
+            | ClientError::Rollback { .. }
+            | ClientError::InclusionProof { .. }
+            | ClientError::ConsistencyProof { .. }
+            | ClientError::HeadMismatch { .. }
+            | ClientError::LeafHash { .. }
+            | ClientError::RootMismatch { .. }
+            | ClientError::MissingEntries { .. } => true,
+        }
+    }
+
+    /// Returns a short, stable name of the variant, for JSON output and
+    /// scripts: `fork`, `rollback`, `bad_signature`, ….
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ClientError::Transport { .. } => "transport",
+            ClientError::Status { .. } => "status",
+            ClientError::Malformed { .. } => "malformed",
+            ClientError::Unexpected { .. } => "unexpected",
+            ClientError::WrongLog { .. } => "wrong_log",
+            ClientError::BadSignature { .. } => "bad_signature",
+            ClientError::Fork { .. } => "fork",
+            ClientError::Rollback { .. } => "rollback",
+            ClientError::InclusionProof { .. } => "bad_inclusion_proof",
+            ClientError::ConsistencyProof { .. } => "bad_consistency_proof",
+            ClientError::HeadMismatch { .. } => "head_mismatch",
+            ClientError::LeafHash { .. } => "bad_entry",
+            ClientError::RootMismatch { .. } => "root_mismatch",
+            ClientError::MissingEntries { .. } => "missing_entries",
+            ClientError::NoSignedHead { .. } => "no_signed_head",
+            ClientError::Input { .. } => "input",
+            ClientError::State { .. } => "state",
+        }
+    }
+}
+
+impl From<tonic::Status> for ClientError {
+    fn from(status: tonic::Status) -> Self {
+        ClientError::Status {
+            code: status.code(),
+            message: status.message().to_owned(),
+        }
+    }
+}
+
+impl From<merklog_proto::ConversionError> for ClientError {
+    fn from(e: merklog_proto::ConversionError) -> Self {
+        match e {
+            merklog_proto::ConversionError::HashLength { field, got } => ClientError::Malformed {
+                field,
+                reason: format!("a hash must be 32 bytes, got {got}"),
+            },
+            merklog_proto::ConversionError::Missing { field } => ClientError::Malformed {
+                field,
+                reason: "missing".to_owned(),
+            },
+        }
+    }
+}
+
+/// The result of every client operation.
+pub type Result<T, E = ClientError> = std::result::Result<T, E>;

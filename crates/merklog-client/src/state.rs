@@ -1,0 +1,194 @@
+//! The trusted head, kept between runs in a small JSON file.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+use merklog_merkle::{CompactRange, Hash};
+use merklog_sth::PublicKey;
+use serde::{Deserialize, Serialize};
+
+use crate::check::{verify_head_json, VerifiedHead};
+use crate::json::{hex_hashes, TreeHeadJson};
+use crate::{ClientError, Result};
+
+/// What a long-running client remembers: the last tree head it verified and,
+/// for a monitor that checks entries, the right edge of that tree
+/// ([`CompactRange`] hashes), so it can check the next entries without
+/// downloading the old ones again.
+///
+/// ```json
+/// {"tree_head": {"tree_size": 8, …}, "right_edge": ["…64 hex…"]}
+/// ```
+///
+/// The file is not trusted blindly: [`TrustState::load`] checks the head's
+/// signature with the pinned key and the right edge against the head's root.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrustState {
+    pub tree_head: TreeHeadJson,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "optional_hashes"
+    )]
+    pub right_edge: Option<Vec<Hash>>,
+}
+
+impl TrustState {
+    /// Reads and checks the state at `path`; `None` when there is no file.
+    ///
+    /// A right edge that does not match the head's root is dropped (the
+    /// monitor then catches up from the first entry) rather than trusted.
+    ///
+    /// # Errors
+    /// [`ClientError::State`] when the file cannot be read or parsed;
+    /// [`ClientError::BadSignature`] or [`ClientError::WrongLog`] when its
+    /// head does not verify with `key`.
+    pub fn load(
+        path: &Path,
+        key: &PublicKey,
+    ) -> Result<Option<(VerifiedHead, Option<CompactRange>)>> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(state_error(path, e)),
+        };
+        let state: TrustState = serde_json::from_str(&text).map_err(|e| state_error(path, e))?;
+        let head = verify_head_json(key, &state.tree_head)?;
+        let edge = state
+            .right_edge
+            .and_then(|hashes| CompactRange::from_parts(head.tree_size(), hashes).ok())
+            .filter(|range| range.root() == head.root_hash());
+        Ok(Some((head, edge)))
+    }
+
+    /// Writes the state for `head` (and `edge`, when it is `head`'s tree) to
+    /// `path` atomically: a reader or a crash sees the old file or the new
+    /// one, never a mix.
+    ///
+    /// # Errors
+    /// [`ClientError::State`] when the file cannot be written.
+    pub fn save(path: &Path, head: &VerifiedHead, edge: Option<&CompactRange>) -> Result<()> {
+        let state = TrustState {
+            tree_head: head.to_json(),
+            right_edge: edge
+                .filter(|e| e.size() == head.tree_size())
+                .map(|e| e.hashes().to_vec()),
+        };
+        let mut text = serde_json::to_string_pretty(&state).map_err(|e| state_error(path, e))?;
+        text.push('\n');
+        write_atomically(path, text.as_bytes()).map_err(|e| state_error(path, e))
+    }
+}
+
+fn state_error(path: &Path, e: impl std::fmt::Display) -> ClientError {
+    ClientError::State {
+        path: path.to_owned(),
+        reason: e.to_string(),
+    }
+}
+
+/// Writes `bytes` to a temporary file beside `path`, syncs it and renames it
+/// over `path`, then syncs the directory so the rename itself is durable.
+fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
+        _ => PathBuf::from("."),
+    };
+    let name = path
+        .file_name()
+        .ok_or_else(|| std::io::Error::other("the path names no file"))?;
+    let mut tmp_name = std::ffi::OsString::from(".");
+    tmp_name.push(name);
+    tmp_name.push(format!(".tmp.{}", std::process::id()));
+    let tmp = dir.join(tmp_name);
+    let result = (|| {
+        let mut file = std::fs::File::create(&tmp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        // A crash before this rename leaves the old state intact.
+        std::fs::rename(&tmp, path)?;
+        if let Ok(d) = std::fs::File::open(&dir) {
+            // Best effort: not every platform can sync a directory.
+            let _ = d.sync_all();
+        }
+        Ok(())
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+mod optional_hashes {
+    use merklog_merkle::Hash;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &Option<Vec<Hash>>, s: S) -> Result<S::Ok, S::Error> {
+        match v {
+            Some(hashes) => super::hex_hashes::serialize(hashes, s),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<Hash>>, D::Error> {
+        #[derive(Deserialize)]
+        struct Wrap(#[serde(with = "super::hex_hashes")] Vec<Hash>);
+        Ok(Option::<Wrap>::deserialize(d)?.map(|w| w.0))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use merklog_merkle::leaf_hash;
+    use merklog_sth::{LogSigner, TreeHead};
+
+    #[test]
+    fn saves_atomically_and_loads_with_checks() {
+        let dir = std::env::temp_dir().join(format!("merklog-state-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("state.json");
+        let signer = LogSigner::generate(&mut rand_core::OsRng);
+        let key = signer.public_key();
+        assert!(TrustState::load(&path, key).unwrap().is_none());
+
+        let mut range = CompactRange::new();
+        for i in 0..5u8 {
+            range.append(leaf_hash(&[i]), |_, _| {});
+        }
+        let sth = signer.sign(TreeHead {
+            tree_size: 5,
+            timestamp_ms: 9,
+            root_hash: range.root(),
+        });
+        let head = crate::verify_head(key, &sth, key.log_id()).unwrap();
+        TrustState::save(&path, &head, Some(&range)).unwrap();
+        let (loaded, edge) = TrustState::load(&path, key).unwrap().unwrap();
+        assert_eq!(loaded, head);
+        assert_eq!(edge.unwrap(), range);
+        assert_eq!(
+            std::fs::read_dir(&dir).unwrap().count(),
+            1,
+            "no temporary file left"
+        );
+
+        // Another key does not accept the saved head.
+        let other = LogSigner::generate(&mut rand_core::OsRng);
+        assert!(TrustState::load(&path, other.public_key()).is_err());
+
+        // A right edge that does not match the root is dropped.
+        let mut text: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        text["right_edge"][0] = "00".repeat(32).into();
+        std::fs::write(&path, text.to_string()).unwrap();
+        let (_, edge) = TrustState::load(&path, key).unwrap().unwrap();
+        assert!(edge.is_none());
+
+        std::fs::write(&path, "{").unwrap();
+        assert!(matches!(
+            TrustState::load(&path, key),
+            Err(ClientError::State { .. })
+        ));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
