@@ -279,7 +279,8 @@ async fn raw_sqlite_pool(path: &std::path::Path) -> anyhow::Result<sqlx::SqliteP
         .filename(path)
         .create_if_missing(true)
         .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
-        .synchronous(sqlx::sqlite::SqliteSynchronous::Full);
+        .synchronous(sqlx::sqlite::SqliteSynchronous::Full)
+        .pragma("cache_size", "-65536");
     Ok(sqlx::sqlite::SqlitePoolOptions::new()
         .max_connections(1)
         .connect_with(options)
