@@ -62,8 +62,12 @@ impl TestServer {
             }
             if let Ok(mut client) = LogClient::connect(self.url()).await {
                 let req = merklog_proto::v1::GetSignedTreeHeadRequest {};
-                if client.get_signed_tree_head(req).await.is_ok() {
-                    return Ok(self);
+                // Any answer but UNAVAILABLE (an access refusal, say) means
+                // the service is up.
+                match client.get_signed_tree_head(req).await {
+                    Ok(_) => return Ok(self),
+                    Err(s) if s.code() != tonic::Code::Unavailable => return Ok(self),
+                    Err(_) => {}
                 }
             }
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;

@@ -24,6 +24,33 @@ pub fn run(args: KeygenArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+#[derive(clap::Args)]
+pub struct TokenArgs {
+    /// The client's name, as the access log will show it.
+    #[arg(long)]
+    pub name: String,
+    /// `writer` may append and read; `reader` may only read.
+    #[arg(long, default_value = "writer", value_parser = ["writer", "reader"])]
+    pub role: String,
+}
+
+/// Prints a new random bearer token and the `[[client]]` entry of the
+/// `--auth-file` that grants it; only the token's hash goes into the file.
+pub fn token(args: TokenArgs) -> anyhow::Result<()> {
+    use rand_core::RngCore;
+    let mut secret = [0u8; 32];
+    rand_core::OsRng.fill_bytes(&mut secret);
+    let token = hex::encode(secret);
+    println!("token (give it to the client; it is not stored anywhere): {token}");
+    println!();
+    println!("add to the auth file:");
+    println!("[[client]]");
+    println!("name = {:?}", args.name);
+    println!("role = {:?}", args.role);
+    println!("token_sha256 = {:?}", merklog_server::token_hash(&token));
+    Ok(())
+}
+
 /// Writes `signer`'s key to `path`, readable by its owner only.
 pub fn write_private_key(path: &Path, signer: &LogSigner, overwrite: bool) -> anyhow::Result<()> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {

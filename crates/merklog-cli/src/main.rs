@@ -22,6 +22,8 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Generate a log signing key (PKCS#8 PEM, ECDSA P-256, mode 0600).
     Keygen(keygen::KeygenArgs),
+    /// Generate a bearer token for a client and the line that grants it.
+    Token(keygen::TokenArgs),
     #[command(flatten)]
     Client(merklog_cli::client::ClientCommand),
 }
@@ -31,6 +33,7 @@ fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Command::Serve(args) => serve::run(args),
         Command::Keygen(args) => keygen::run(args),
+        Command::Token(args) => keygen::token(args),
         // Exit codes of the client commands: 0 ok, 1 verification
         // failure, 2 usage or connection error (docs/FORMATS.md).
         Command::Client(command) => return command.run(),

@@ -3,7 +3,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use merklog_server::{Limits, SequencerConfig, ServerConfig, SystemClock};
+use merklog_server::{AuthConfig, Limits, SequencerConfig, ServerConfig, SystemClock};
 use merklog_storage::AnyStore;
 
 use crate::keygen::{read_private_key, write_private_key};
@@ -43,6 +43,10 @@ pub struct ServeArgs {
     /// The most entries one GetEntries call returns.
     #[arg(long, env = "MERKLOG_MAX_PAGE_SIZE", default_value_t = Limits::default().max_page_size)]
     pub max_page_size: usize,
+    /// Access rules (TOML): bearer-token hashes with writer or reader roles;
+    /// see `merklog token`. Without it, anyone who reaches the port may append.
+    #[arg(long, env = "MERKLOG_AUTH_FILE")]
+    pub auth_file: Option<PathBuf>,
     /// Log format: `human` or `json`. Levels come from RUST_LOG (default info).
     #[arg(long, env = "MERKLOG_LOG_FORMAT", default_value = "human", value_parser = ["human", "json"])]
     pub log_format: String,
@@ -93,7 +97,17 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let store = AnyStore::open(&args.database_url)
         .await
         .with_context(|| format!("cannot open the store at {}", redact(&args.database_url)))?;
+    let auth = match &args.auth_file {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read the auth file {}", path.display()))?;
+            AuthConfig::from_toml(&text)
+                .map_err(|e| anyhow::anyhow!("in the auth file {}: {e}", path.display()))?
+        }
+        None => AuthConfig::open(),
+    };
     let config = ServerConfig {
+        auth,
         limits: Limits {
             max_entry_bytes: args.max_entry_bytes,
             max_entries_per_append: args.max_entries_per_append,

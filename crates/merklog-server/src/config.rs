@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use crate::auth::AuthConfig;
+
 /// Bounds on what one request may ask for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
@@ -59,10 +61,22 @@ impl Default for SequencerConfig {
 }
 
 /// The whole service configuration.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct ServerConfig {
     pub limits: Limits,
     pub sequencer: SequencerConfig,
+    /// Who may append and read; open (anyone) unless configured.
+    pub auth: AuthConfig,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            limits: Limits::default(),
+            sequencer: SequencerConfig::default(),
+            auth: AuthConfig::open(),
+        }
+    }
 }
 
 impl ServerConfig {

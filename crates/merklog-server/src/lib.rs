@@ -11,6 +11,7 @@
 //! It does not parse command lines or read key files; the `merklog` binary
 //! does that and hands this crate a [`ServerConfig`], a store and a signer.
 
+pub mod auth;
 pub mod clock;
 pub mod config;
 pub mod sequencer;
@@ -27,6 +28,7 @@ use merklog_storage::LogStore;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 
+pub use auth::{token_hash, AuthConfig, Role};
 pub use clock::{Clock, SystemClock};
 pub use config::{Limits, SequencerConfig, ServerConfig};
 pub use sequencer::{Sequencer, StartupError};
@@ -71,7 +73,16 @@ pub async fn serve<S: LogStore + Send + Sync + 'static>(
         config.sequencer.clone(),
     )
     .await?;
-    let service = LogService::new(store, sequencer, signer.public_key().clone(), config.limits);
+    if config.auth.is_open() {
+        tracing::warn!("no access rules configured: anyone who can reach this port may append");
+    }
+    let service = LogService::new(
+        store,
+        sequencer,
+        signer.public_key().clone(),
+        config.limits,
+        config.auth.clone(),
+    );
 
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter

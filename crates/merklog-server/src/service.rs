@@ -10,6 +10,7 @@ use merklog_sth::{LogId, PublicKey, SignedTreeHead};
 use merklog_storage::LogStore;
 use tonic::{Request, Response, Status};
 
+use crate::auth::{Access, AuthConfig};
 use crate::config::Limits;
 use crate::sequencer::SequencerHandle;
 use crate::status::ServiceError;
@@ -21,6 +22,7 @@ pub struct LogService<S> {
     public_key: PublicKey,
     log_id: LogId,
     limits: Limits,
+    auth: AuthConfig,
 }
 
 impl<S: LogStore + Send + Sync + 'static> LogService<S> {
@@ -30,6 +32,7 @@ impl<S: LogStore + Send + Sync + 'static> LogService<S> {
         sequencer: SequencerHandle,
         public_key: PublicKey,
         limits: Limits,
+        auth: AuthConfig,
     ) -> Self {
         let log_id = public_key.log_id();
         LogService {
@@ -38,7 +41,19 @@ impl<S: LogStore + Send + Sync + 'static> LogService<S> {
             public_key,
             log_id,
             limits,
+            auth,
         }
+    }
+
+    fn authorize<T>(
+        &self,
+        request: &Request<T>,
+        method: &str,
+        access: Access,
+    ) -> Result<Option<String>, Status> {
+        Ok(self
+            .auth
+            .authorize(request.metadata(), request.remote_addr(), method, access)?)
     }
 
     fn wire_sth(&self, sth: &SignedTreeHead) -> v1::SignedTreeHead {
@@ -298,15 +313,28 @@ impl<S: LogStore + Send + Sync + 'static> Log for LogService<S> {
         &self,
         request: Request<v1::AppendRequest>,
     ) -> Result<Response<v1::AppendResponse>, Status> {
-        Ok(Response::new(
-            self.append_entries(request.into_inner()).await?,
-        ))
+        let client = self.authorize(&request, "Append", Access::Append)?;
+        let peer = request.remote_addr();
+        let req = request.into_inner();
+        let entries = req.entries.len();
+        let response = self.append_entries(req).await?;
+        tracing::info!(
+            target: "merklog::access",
+            client = client.as_deref().unwrap_or("anonymous"),
+            peer = ?peer,
+            method = "Append",
+            entries,
+            tree_size = response.tree_head.as_ref().map_or(0, |h| h.tree_size),
+            "append granted"
+        );
+        Ok(Response::new(response))
     }
 
     async fn get_signed_tree_head(
         &self,
-        _request: Request<v1::GetSignedTreeHeadRequest>,
+        request: Request<v1::GetSignedTreeHeadRequest>,
     ) -> Result<Response<v1::SignedTreeHead>, Status> {
+        self.authorize(&request, "GetSignedTreeHead", Access::Read)?;
         Ok(Response::new(self.wire_sth(&self.sequencer.latest())))
     }
 
@@ -314,6 +342,7 @@ impl<S: LogStore + Send + Sync + 'static> Log for LogService<S> {
         &self,
         request: Request<v1::GetInclusionProofRequest>,
     ) -> Result<Response<v1::InclusionProof>, Status> {
+        self.authorize(&request, "GetInclusionProof", Access::Read)?;
         Ok(Response::new(self.inclusion(request.into_inner()).await?))
     }
 
@@ -321,6 +350,7 @@ impl<S: LogStore + Send + Sync + 'static> Log for LogService<S> {
         &self,
         request: Request<v1::GetConsistencyProofRequest>,
     ) -> Result<Response<v1::ConsistencyProof>, Status> {
+        self.authorize(&request, "GetConsistencyProof", Access::Read)?;
         Ok(Response::new(self.consistency(request.into_inner()).await?))
     }
 
@@ -328,6 +358,7 @@ impl<S: LogStore + Send + Sync + 'static> Log for LogService<S> {
         &self,
         request: Request<v1::GetEntriesRequest>,
     ) -> Result<Response<v1::GetEntriesResponse>, Status> {
+        self.authorize(&request, "GetEntries", Access::Read)?;
         Ok(Response::new(
             self.entries_page(request.into_inner()).await?,
         ))
@@ -337,6 +368,7 @@ impl<S: LogStore + Send + Sync + 'static> Log for LogService<S> {
         &self,
         request: Request<v1::GetEntryAndProofRequest>,
     ) -> Result<Response<v1::EntryAndProof>, Status> {
+        self.authorize(&request, "GetEntryAndProof", Access::Read)?;
         Ok(Response::new(
             self.entry_and_proof(request.into_inner()).await?,
         ))
@@ -344,8 +376,9 @@ impl<S: LogStore + Send + Sync + 'static> Log for LogService<S> {
 
     async fn get_log_info(
         &self,
-        _request: Request<v1::GetLogInfoRequest>,
+        request: Request<v1::GetLogInfoRequest>,
     ) -> Result<Response<v1::LogInfo>, Status> {
+        self.authorize(&request, "GetLogInfo", Access::Read)?;
         Ok(Response::new(v1::LogInfo {
             public_key_der: self.public_key.der().to_vec(),
             public_key_pem: self.public_key.pem(),

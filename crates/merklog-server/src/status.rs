@@ -24,6 +24,12 @@ pub enum ServiceError {
     /// committed unless the message says otherwise.
     #[error("storage unavailable: {0}")]
     Unavailable(String),
+    /// No credentials, or credentials the log does not know.
+    #[error("unauthenticated: {0}")]
+    Unauthenticated(String),
+    /// Known credentials that do not allow this method.
+    #[error("permission denied: {0}")]
+    PermissionDenied(String),
     /// Stored data is missing or malformed: the store needs `verify-store`.
     #[error("stored log is damaged: {0}")]
     DataLoss(String),
@@ -66,6 +72,8 @@ impl From<ServiceError> for Status {
             ServiceError::NotFound(_) => Code::NotFound,
             ServiceError::Overloaded { .. } => Code::ResourceExhausted,
             ServiceError::Unavailable(_) => Code::Unavailable,
+            ServiceError::Unauthenticated(_) => Code::Unauthenticated,
+            ServiceError::PermissionDenied(_) => Code::PermissionDenied,
             ServiceError::DataLoss(_) => Code::DataLoss,
         };
         Status::new(code, e.to_string())
