@@ -58,6 +58,7 @@ backend_suite!(
     forbidden_leaf_inserts,
     forbidden_tree_heads,
     hundred_thousand_leaves_match_the_core,
+    readers_never_see_a_head_before_its_leaves,
 );
 
 // ---------------------------------------------------------------- helpers
@@ -772,5 +773,44 @@ async fn hundred_thousand_leaves_match_the_core(store: &AnyStore) {
             .assemble(&store.node_hashes(plan.ids()).await.unwrap())
             .unwrap();
         verify_consistency(m, n, &roots[j as usize], &roots[k as usize], &proof).unwrap();
+    }
+}
+
+async fn readers_never_see_a_head_before_its_leaves(store: &AnyStore) {
+    // Readers on other tasks (the runtime has two worker threads) check,
+    // while batches land, that whatever head they see is backed by stored
+    // leaves and nodes: the batch's transaction makes both visible at once.
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut readers = Vec::new();
+    for _ in 0..2 {
+        let (store, done) = (store.clone(), done.clone());
+        readers.push(tokio::spawn(async move {
+            let mut checked = 0u32;
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                let Some(head) = store.latest_tree_head().await.unwrap() else {
+                    tokio::task::yield_now().await;
+                    continue;
+                };
+                let n = head.head.tree_size;
+                assert!(store.leaf_count().await.unwrap() >= n);
+                let edge = store.node_hashes(&CompactRange::node_ids(n)).await.unwrap();
+                let root = CompactRange::from_parts(n, edge).unwrap().root();
+                assert_eq!(root, head.head.root_hash, "head of size {n}");
+                checked += 1;
+            }
+            checked
+        }));
+    }
+    let mut log = TestLog::new();
+    for k in 0..40u64 {
+        store
+            .append_batch(&log.next_batch(1 + k % 7 * 13, 40))
+            .await
+            .unwrap();
+        tokio::task::yield_now().await;
+    }
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    for reader in readers {
+        assert!(reader.await.unwrap() > 0);
     }
 }
