@@ -7,6 +7,8 @@ use merklog_merkle::{empty_root, leaf_hash, CompactRange, Hash};
 use merklog_proto::v1::{self, get_inclusion_proof_request::Leaf, log_client::LogClient};
 use merklog_proto::{hash_from_wire, hashes_from_wire};
 use merklog_sth::{LogId, PublicKey};
+use tonic::metadata::AsciiMetadataValue;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
 
 use crate::check::{
@@ -124,7 +126,8 @@ pub struct ProvenConsistency {
 /// trusted one. The trusted head only grows; with a state file it survives
 /// restarts.
 pub struct Client {
-    rpc: LogClient<Channel>,
+    rpc: LogClient<InterceptedService<Channel, BearerToken>>,
+    channel: Channel,
     endpoint: String,
     key: PublicKey,
     log_id: LogId,
@@ -169,7 +172,8 @@ impl Client {
             .map_err(|e| transport(source_chain(&e)))?;
         let log_id = key.log_id();
         Ok(Client {
-            rpc: LogClient::new(channel).max_decoding_message_size(256 << 20),
+            rpc: rpc(channel.clone(), BearerToken(None)),
+            channel,
             endpoint: url,
             key,
             log_id,
@@ -191,6 +195,22 @@ impl Client {
             self.edge = edge;
         }
         self.state_path = Some(path);
+        Ok(self)
+    }
+
+    /// Sends `token` as `authorization: Bearer <token>` with every call, for
+    /// a log that requires one to append (or to read).
+    ///
+    /// # Errors
+    /// [`ClientError::Input`] when the token cannot be sent in a header.
+    pub fn with_token(mut self, token: &str) -> Result<Self> {
+        let value = format!("Bearer {}", token.trim())
+            .parse::<AsciiMetadataValue>()
+            .map_err(|e| ClientError::Input {
+                what: "token".into(),
+                reason: format!("not a valid header value: {e}"),
+            })?;
+        self.rpc = rpc(self.channel.clone(), BearerToken(Some(value)));
         Ok(self)
     }
 
@@ -688,7 +708,15 @@ impl Client {
         let mut out = Vec::new();
         let mut at = start;
         while at < end {
-            let page = self.entries_page(at, end).await?;
+            let page = match self.entries_page(at, end).await {
+                Ok(page) => page,
+                // Past the log's end after a first page: the log holds fewer.
+                Err(ClientError::Status {
+                    code: tonic::Code::OutOfRange,
+                    ..
+                }) if at > start => break,
+                Err(e) => return Err(e),
+            };
             if page.is_empty() {
                 break;
             }
@@ -697,6 +725,32 @@ impl Client {
         }
         Ok(out)
     }
+}
+
+/// Adds the bearer token, when there is one, to each request.
+#[derive(Clone)]
+struct BearerToken(Option<AsciiMetadataValue>);
+
+impl tonic::service::Interceptor for BearerToken {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(token) = &self.0 {
+            request
+                .metadata_mut()
+                .insert("authorization", token.clone());
+        }
+        Ok(request)
+    }
+}
+
+fn rpc(
+    channel: Channel,
+    token: BearerToken,
+) -> LogClient<InterceptedService<Channel, BearerToken>> {
+    // Pages of entries can be large; the log bounds them, not the client.
+    LogClient::with_interceptor(channel, token).max_decoding_message_size(256 << 20)
 }
 
 /// Checks that the log echoed the number that was asked for.

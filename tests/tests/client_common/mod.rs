@@ -71,6 +71,7 @@ impl Log {
             server: self.server.url(),
             public_key: scratch.key_file(&self.signer),
             state,
+            token: None,
         }
     }
 }

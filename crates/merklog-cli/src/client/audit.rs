@@ -85,6 +85,9 @@ pub enum AuditProblem {
     },
     /// An inclusion proof failed for another reason (its length, its leaf).
     BadProof { leaf_index: u64, error: String },
+    /// The log could not answer for data it signed (e.g. `DATA_LOSS`: a
+    /// node of a proof is gone from its store).
+    LogError { during: String, error: String },
 }
 
 impl fmt::Display for AuditProblem {
@@ -141,6 +144,9 @@ impl fmt::Display for AuditProblem {
             }
             AuditProblem::BadProof { leaf_index, error } => {
                 write!(f, "inclusion proof of leaf {leaf_index}: {error}")
+            }
+            AuditProblem::LogError { during, error } => {
+                write!(f, "the log failed to answer for {during}: {error}")
             }
         }
     }
@@ -249,6 +255,10 @@ pub async fn audit(
                     error: e.to_string(),
                 });
             }
+            Err(e) if is_refusal(&e) => problems.push(AuditProblem::LogError {
+                during: format!("its signed head at size {size}"),
+                error: e.to_string(),
+            }),
             Err(e) => return Err(e),
         }
     }
@@ -292,6 +302,10 @@ pub async fn audit(
                     leaf_index: m,
                     error: e.to_string(),
                 }),
+                Err(e) if is_refusal(&e) => problems.push(AuditProblem::LogError {
+                    during: format!("the inclusion proof of leaf {m}"),
+                    error: e.to_string(),
+                }),
                 Err(e) => return Err(e),
             }
             proofs_checked += 1;
@@ -305,6 +319,17 @@ pub async fn audit(
         proofs_checked,
         problems,
     })
+}
+
+/// Returns true for an error status that is not transient: the log will
+/// not answer for data it signed. Overload and outages stay errors (the
+/// audit could not be made), not findings.
+fn is_refusal(e: &ClientError) -> bool {
+    use tonic::Code;
+    matches!(e, ClientError::Status { code, .. } if !matches!(
+        code,
+        Code::Unavailable | Code::ResourceExhausted | Code::DeadlineExceeded | Code::Cancelled | Code::Unauthenticated | Code::PermissionDenied
+    ))
 }
 
 /// Returns the leaf ranges `[first, end)` whose hashes make up

@@ -200,6 +200,9 @@ pub struct LogArgs {
     /// be consistent with it.
     #[arg(long, env = "MERKLOG_STATE")]
     pub state: Option<PathBuf>,
+    /// A bearer token, for a log that requires one to append (or read).
+    #[arg(long, env = "MERKLOG_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
 }
 
 impl LogArgs {
@@ -210,7 +213,10 @@ impl LogArgs {
     /// file does not verify.
     pub async fn connect(&self) -> CommandResult<Client> {
         let key = read_public_key(&self.public_key)?;
-        let client = Client::connect(&self.server, key).await?;
+        let mut client = Client::connect(&self.server, key).await?;
+        if let Some(token) = &self.token {
+            client = client.with_token(token)?;
+        }
         Ok(match &self.state {
             Some(path) => client.with_state_file(path)?,
             None => client,

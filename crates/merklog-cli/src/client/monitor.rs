@@ -29,6 +29,9 @@ pub struct MonitorArgs {
     /// which trusts the head it sees).
     #[arg(long, env = "MERKLOG_STATE")]
     pub state: PathBuf,
+    /// A bearer token, for a log that requires one to read.
+    #[arg(long, env = "MERKLOG_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
     /// Check once and exit (for cron); otherwise check every `--interval`.
     #[arg(long)]
     pub once: bool,
@@ -150,9 +153,11 @@ pub async fn run(args: MonitorArgs, out: &mut dyn Write) -> CommandResult {
     let mut progress = Progress::new("monitor: catching up", true);
     loop {
         let result = async {
-            let mut client = Client::connect(&args.server, key.clone())
-                .await?
-                .with_state_file(&args.state)?;
+            let mut client = Client::connect(&args.server, key.clone()).await?;
+            if let Some(token) = &args.token {
+                client = client.with_token(token)?;
+            }
+            let mut client = client.with_state_file(&args.state)?;
             check_once(&mut client, args.check_entries, &mut progress).await
         }
         .await;

@@ -1,0 +1,195 @@
+//! The verifying client against a real server: every answer is checked, and
+//! the trusted head only moves forward along consistency proofs.
+
+mod client_common;
+
+use client_common::{signer, Log, Scratch};
+use merklog_client::{Client, ClientError, TrustState};
+use merklog_merkle::leaf_hash;
+use merklog_tests::TestDb;
+
+#[tokio::test]
+async fn client_appends_proves_and_keeps_a_trusted_head() {
+    let log = Log::start(TestDb::sqlite(), signer()).await;
+    let scratch = Scratch::new();
+    let state = scratch.path("client-state.json");
+    let mut client = log.client().await.with_state_file(&state).unwrap();
+    assert!(client.trusted_head().is_none());
+
+    let info = client.log_info().await.unwrap();
+    assert_eq!(info.log_id, log.signer.public_key().log_id());
+
+    let receipt = client
+        .append(vec![b"one".to_vec(), b"two".to_vec(), b"three".to_vec()])
+        .await
+        .unwrap();
+    assert_eq!(receipt.head.tree_size(), 3);
+    assert_eq!(receipt.entries[1].proof.leaf_index, 1);
+    assert_eq!(receipt.entries[1].proof.leaf_hash, leaf_hash(b"two"));
+    assert_eq!(client.trusted_head().unwrap().tree_size(), 3);
+
+    // A duplicate keeps its index; a new entry grows the tree.
+    let receipt = client
+        .append(vec![b"two".to_vec(), b"four".to_vec()])
+        .await
+        .unwrap();
+    assert!(receipt.entries[0].duplicate);
+    assert_eq!(receipt.entries[0].proof.leaf_index, 1);
+    assert_eq!(receipt.entries[1].proof.leaf_index, 3);
+    assert_eq!(receipt.head.tree_size(), 4);
+
+    let by_index = client.inclusion_by_index(2, None).await.unwrap();
+    let by_hash = client
+        .inclusion_by_leaf_hash(leaf_hash(b"three"), None)
+        .await
+        .unwrap();
+    let by_entry = client.inclusion_by_entry(b"three", None).await.unwrap();
+    assert_eq!(by_index, by_hash);
+    assert_eq!(by_hash, by_entry);
+    assert_eq!(by_index.proof.tree_size, 4);
+    // Against an older signed head.
+    let old = client.inclusion_by_index(0, Some(3)).await.unwrap();
+    assert_eq!(old.head.tree_size(), 3);
+    assert!(client.inclusion_by_index(3, Some(3)).await.is_err());
+
+    let c = client.consistency(3, None).await.unwrap();
+    assert_eq!((c.proof.first_size, c.proof.second_size), (3, 4));
+    let c0 = client.consistency(0, Some(3)).await.unwrap();
+    assert!(c0.first_head.is_none() && c0.proof.proof.is_empty());
+    assert!(matches!(
+        client.consistency(2, None).await,
+        Err(ClientError::NoSignedHead { tree_size: 2 })
+    ));
+
+    let entries = client.entries(1, 10).await.unwrap();
+    assert_eq!(entries.len(), 3);
+    assert_eq!(entries[0].data, b"two");
+    assert_eq!(entries[2].index, 3);
+
+    // An entry that is not in the log is NOT_FOUND, not a proof.
+    match client.inclusion_by_entry(b"never appended", None).await {
+        Err(ClientError::Status { code, .. }) => assert_eq!(code, tonic::Code::NotFound),
+        other => panic!("unexpected {other:?}"),
+    }
+
+    // The state survives a restart of the client and is checked on load.
+    let (saved, _) = TrustState::load(&state, log.signer.public_key())
+        .unwrap()
+        .unwrap();
+    assert_eq!(saved.tree_size(), 4);
+    let again = log.client().await.with_state_file(&state).unwrap();
+    assert_eq!(again.trusted_head().unwrap().tree_size(), 4);
+    let stranger = signer();
+    let err = Client::connect(&log.server.url(), stranger.public_key().clone())
+        .await
+        .unwrap()
+        .with_state_file(&state)
+        .unwrap_err();
+    assert!(err.is_verification_failure(), "{err}");
+}
+
+#[tokio::test]
+async fn client_pinned_to_another_key_trusts_nothing() {
+    let log = Log::start(TestDb::sqlite(), signer()).await;
+    log.append_batches(&[&["a"]]).await;
+    let stranger = signer();
+    let mut client = Client::connect(&log.server.url(), stranger.public_key().clone())
+        .await
+        .unwrap();
+    assert!(matches!(
+        client.log_info().await,
+        Err(ClientError::WrongLog { .. })
+    ));
+    assert!(matches!(
+        client.latest_head().await,
+        Err(ClientError::WrongLog { .. })
+    ));
+    assert!(matches!(
+        client.append(vec![b"b".to_vec()]).await,
+        Err(ClientError::WrongLog { .. })
+    ));
+    assert!(client.trusted_head().is_none());
+}
+
+#[tokio::test]
+async fn client_reports_an_unreachable_log_as_a_transport_error() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    drop(listener);
+    let err = Client::connect(&addr.to_string(), signer().public_key().clone())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ClientError::Transport { .. }), "{err}");
+    assert!(!err.is_verification_failure());
+}
+
+#[tokio::test]
+async fn client_sends_its_bearer_token() {
+    use merklog_server::{token_hash, AuthConfig, ServerConfig};
+    let text = format!(
+        "[[client]]\nname = \"ingest\"\nrole = \"writer\"\ntoken_sha256 = \"{}\"\n",
+        token_hash("writer-token")
+    );
+    let config = ServerConfig {
+        auth: AuthConfig::from_toml(&text).unwrap(),
+        ..client_common::config()
+    };
+    let db = TestDb::sqlite();
+    let key = signer();
+    let store = std::sync::Arc::new(db.open().await.unwrap());
+    let server = merklog_tests::TestServer::start(store, key.clone(), config)
+        .await
+        .unwrap();
+
+    let mut anonymous = Client::connect(&server.url(), key.public_key().clone())
+        .await
+        .unwrap();
+    match anonymous.append(vec![b"x".to_vec()]).await {
+        Err(
+            e @ ClientError::Status {
+                code: tonic::Code::Unauthenticated,
+                ..
+            },
+        ) => {
+            assert!(!e.is_verification_failure());
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    // Reads need no token here.
+    assert_eq!(anonymous.latest_head().await.unwrap().tree_size(), 0);
+
+    let mut writer = Client::connect(&server.url(), key.public_key().clone())
+        .await
+        .unwrap()
+        .with_token("writer-token")
+        .unwrap();
+    let receipt = writer.append(vec![b"x".to_vec()]).await.unwrap();
+    assert_eq!(receipt.head.tree_size(), 1);
+
+    // And through the CLI.
+    let scratch = Scratch::new();
+    let mut args = merklog_cli::client::LogArgs {
+        server: server.url(),
+        public_key: scratch.key_file(&key),
+        state: None,
+        token: Some("writer-token".into()),
+    };
+    let append = |log: merklog_cli::client::LogArgs| merklog_cli::client::append::AppendArgs {
+        log,
+        entries: vec!["y".into()],
+        files: vec![],
+        whole: false,
+        out: merklog_cli::client::OutputArgs { json: true },
+    };
+    let mut out = Vec::new();
+    merklog_cli::client::append::run(append(args.clone()), &mut out)
+        .await
+        .unwrap();
+    let printed: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(printed["entries"][0]["leaf_index"], 1);
+    args.token = None;
+    let err = merklog_cli::client::append::run(append(args), &mut Vec::new())
+        .await
+        .unwrap_err();
+    assert_eq!(err.exit_code(), 2, "{err}");
+}

@@ -1,0 +1,485 @@
+//! The tamper drill, on PostgreSQL (`DATABASE_URL`, each test its own
+//! database): a superuser disables the append-only triggers and
+//! (a) changes one entry's bytes, (b) changes one stored node hash,
+//! (c) deletes the newest entries and head, (d) inserts a head with another
+//! root. `verify-store` (reading through a read-only role) and `audit`
+//! (through a server that was running when the rows changed) catch each one
+//! and name it; the server refuses to start on (b)–(d).
+//!
+//! Each log is three batches of three entries: heads at sizes 0, 3, 6, 9.
+
+mod client_common;
+
+use std::sync::Arc;
+
+use client_common::{signer, Log, Scratch};
+use merklog_cli::client::audit::{audit, AuditOptions, AuditProblem, AuditReport};
+use merklog_cli::client::verify_store::{verify_store, StoreProblem, StoreReport};
+use merklog_cli::client::Progress;
+use merklog_client::json::TreeHeadJson;
+use merklog_client::{Client, ClientError, TrustState};
+use merklog_merkle::Hash;
+use merklog_server::{ServeError, StartupError};
+use merklog_storage::AnyStore;
+use merklog_tests::TestDb;
+use sqlx::PgPool;
+
+const BATCHES: [&[&str]; 3] = [
+    &["e0", "e1", "e2"],
+    &["e3", "e4", "e5"],
+    &["e6", "e7", "e8"],
+];
+
+/// A log of nine entries on a fresh PostgreSQL database, with a monitor's
+/// state saved at its latest head (as a client that saw it would have).
+async fn log_of_nine() -> (Log, Scratch, std::path::PathBuf) {
+    let log = Log::start(TestDb::postgres().await, signer()).await;
+    log.append_batches(&BATCHES).await;
+    let scratch = Scratch::new();
+    let state = scratch.path("monitor-state.json");
+    let mut client = log.client().await.with_state_file(&state).unwrap();
+    assert_eq!(client.latest_head().await.unwrap().tree_size(), 9);
+    (log, scratch, state)
+}
+
+fn superuser(log: &Log) -> &PgPool {
+    match log.store.as_ref() {
+        AnyStore::Postgres(pg) => pg.pool(),
+        AnyStore::Sqlite(_) => panic!("the tamper drill runs on PostgreSQL"),
+    }
+}
+
+/// Disables every trigger on the log's tables, as a superuser can.
+async fn disable_triggers(log: &Log) {
+    for table in ["leaves", "tree_heads"] {
+        sqlx::query(&format!("ALTER TABLE {table} DISABLE TRIGGER ALL"))
+            .execute(superuser(log))
+            .await
+            .unwrap();
+    }
+}
+
+/// Enables the triggers again, as an attacker covering their tracks would.
+async fn enable_triggers(log: &Log) {
+    for table in ["leaves", "tree_heads"] {
+        sqlx::query(&format!("ALTER TABLE {table} ENABLE TRIGGER ALL"))
+            .execute(superuser(log))
+            .await
+            .unwrap();
+    }
+}
+
+/// Opens the log's database as a login role that holds `merklog_reader`
+/// only (SELECT), as an auditor would.
+async fn open_read_only(log: &Log) -> AnyStore {
+    let pool = superuser(log);
+    // Roles are global to the cluster and tests run in parallel.
+    sqlx::query(
+        "DO $$ BEGIN CREATE ROLE merklog_test_auditor LOGIN; \
+         EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END $$",
+    )
+    .execute(pool)
+    .await
+    .unwrap();
+    let _ = sqlx::query("GRANT merklog_reader TO merklog_test_auditor")
+        .execute(pool)
+        .await;
+    let mut url = url_of(log);
+    url = url.replacen(
+        "postgres://postgres@",
+        "postgres://merklog_test_auditor@",
+        1,
+    );
+    assert!(url.contains("merklog_test_auditor"), "unexpected URL {url}");
+    let store = AnyStore::open(&url)
+        .await
+        .expect("a read-only role opens the store");
+    // It really is read-only.
+    if let AnyStore::Postgres(pg) = &store {
+        let denied = sqlx::query("DELETE FROM tree_heads")
+            .execute(pg.pool())
+            .await;
+        assert!(
+            denied.is_err(),
+            "the auditor role must not be able to write"
+        );
+    }
+    store
+}
+
+fn url_of(log: &Log) -> String {
+    log.db.url()
+}
+
+async fn check_store(log: &Log, trusted: Option<&TreeHeadJson>) -> StoreReport {
+    let store = open_read_only(log).await;
+    verify_store(
+        &store,
+        log.signer.public_key(),
+        trusted,
+        4,
+        &mut Progress::quiet(),
+    )
+    .await
+    .expect("the store can be read")
+}
+
+async fn audit_log(log: &Log) -> AuditReport {
+    let mut client = log.client().await;
+    audit(
+        &mut client,
+        AuditOptions { proofs: true },
+        &mut Progress::quiet(),
+    )
+    .await
+    .expect("the audit runs")
+}
+
+/// Starts a second server on the tampered database and returns why it
+/// refused, or `None` when it started.
+async fn restart(log: &Log) -> Option<String> {
+    let store = Arc::new(AnyStore::open(&url_of(log)).await.unwrap());
+    match merklog_tests::start_error(store, log.signer.clone()).await {
+        Ok(ServeError::Startup(StartupError::Inconsistent(reason))) => Some(reason),
+        Ok(other) => panic!("the server failed for another reason: {other}"),
+        Err(_) => None,
+    }
+}
+
+fn describe(problems: &[impl std::fmt::Display]) -> String {
+    problems.iter().map(|p| format!("\n  {p}")).collect()
+}
+
+#[tokio::test]
+async fn untouched_log_passes_every_check() {
+    let (log, _scratch, state) = log_of_nine().await;
+    let trusted = TrustState::load(&state, log.signer.public_key())
+        .unwrap()
+        .unwrap()
+        .0
+        .to_json();
+    let report = check_store(&log, Some(&trusted)).await;
+    assert!(report.ok(), "{}", describe(&report.problems));
+    assert_eq!(report.leaves, 9);
+    assert_eq!(report.heads_checked, 4);
+    // Rows 1, 3, 5, 7 hold 1, 2, 1, 3 nodes.
+    assert_eq!(report.nodes_checked, 7);
+    let report = audit_log(&log).await;
+    assert!(report.ok(), "{}", describe(&report.problems));
+    assert_eq!(report.entries_checked, 9);
+    assert_eq!(report.proofs_checked, 5);
+    assert!(restart(&log).await.is_none());
+}
+
+#[tokio::test]
+async fn tamper_a_changed_entry_is_caught_and_named() {
+    let (log, _scratch, _) = log_of_nine().await;
+    disable_triggers(&log).await;
+    sqlx::query("UPDATE leaves SET entry = $1 WHERE idx = 4")
+        .bind(b"forged".to_vec())
+        .execute(superuser(&log))
+        .await
+        .unwrap();
+    enable_triggers(&log).await;
+
+    let report = check_store(&log, None).await;
+    assert!(
+        matches!(
+            report.problems.as_slice(),
+            [StoreProblem::LeafHash { idx: 4, .. }]
+        ),
+        "{}",
+        describe(&report.problems)
+    );
+    assert!(report.problems[0]
+        .to_string()
+        .starts_with("leaves row idx=4:"));
+
+    let report = audit_log(&log).await;
+    let problems = &report.problems;
+    assert!(
+        problems
+            .iter()
+            .any(|p| matches!(p, AuditProblem::BadEntry { leaf_index: 4, .. })),
+        "{}",
+        describe(problems)
+    );
+    assert!(problems
+        .iter()
+        .any(|p| matches!(p, AuditProblem::RootMismatch { tree_size: 9, .. })));
+    assert!(problems
+        .iter()
+        .any(|p| matches!(p, AuditProblem::HeadRoot { tree_size: 6, .. })));
+
+    // The server's start-up check reads the tree's right edge, not the
+    // entries' bytes: it starts on (a). verify-store and audit are the
+    // detectors for this one.
+    assert!(restart(&log).await.is_none());
+}
+
+/// Flips one bit of the stored node `(level, index)`, kept in row
+/// `((index + 1) << level) - 1` at byte offset `(level - 1) * 32`.
+async fn flip_node(log: &Log, level: u8, index: u64) -> i64 {
+    let row = (((index + 1) << level) - 1) as i64;
+    let nodes: Vec<u8> = sqlx::query_scalar("SELECT nodes FROM leaves WHERE idx = $1")
+        .bind(row)
+        .fetch_one(superuser(log))
+        .await
+        .unwrap();
+    let mut nodes = nodes;
+    nodes[(level as usize - 1) * Hash::LEN] ^= 0x01;
+    sqlx::query("UPDATE leaves SET nodes = $1 WHERE idx = $2")
+        .bind(nodes)
+        .bind(row)
+        .execute(superuser(log))
+        .await
+        .unwrap();
+    row
+}
+
+#[tokio::test]
+async fn tamper_b_a_changed_node_on_the_right_edge_is_caught_and_named() {
+    let (log, _scratch, _) = log_of_nine().await;
+    disable_triggers(&log).await;
+    // Node (3, 0) = MTH(D[0:8]) is on the right edge of the tree of 9.
+    let row = flip_node(&log, 3, 0).await;
+    assert_eq!(row, 7);
+    enable_triggers(&log).await;
+
+    let report = check_store(&log, None).await;
+    assert!(
+        matches!(
+            report.problems.as_slice(),
+            [StoreProblem::Node {
+                idx: 7,
+                level: 3,
+                index: 0,
+                ..
+            }]
+        ),
+        "{}",
+        describe(&report.problems)
+    );
+
+    let report = audit_log(&log).await;
+    assert!(
+        report.problems.iter().any(|p| matches!(
+            p,
+            AuditProblem::BadProofNode {
+                first: 0,
+                end: 8,
+                node: Some((3, 0)),
+                seen_in_proof_of: 8,
+                ..
+            }
+        )),
+        "{}",
+        describe(&report.problems)
+    );
+
+    let reason = restart(&log).await.expect("the server refuses to start");
+    assert!(reason.contains("root"), "{reason}");
+}
+
+#[tokio::test]
+async fn tamper_b_a_changed_node_inside_the_tree_is_caught_by_the_tools() {
+    let (log, _scratch, _) = log_of_nine().await;
+    disable_triggers(&log).await;
+    // Node (1, 0) = MTH(D[0:2]) is not on the right edge.
+    flip_node(&log, 1, 0).await;
+    enable_triggers(&log).await;
+
+    let report = check_store(&log, None).await;
+    assert!(
+        matches!(
+            report.problems.as_slice(),
+            [StoreProblem::Node {
+                idx: 1,
+                level: 1,
+                index: 0,
+                ..
+            }]
+        ),
+        "{}",
+        describe(&report.problems)
+    );
+    let report = audit_log(&log).await;
+    assert!(
+        report.problems.iter().any(|p| matches!(
+            p,
+            AuditProblem::BadProofNode {
+                first: 0,
+                end: 2,
+                node: Some((1, 0)),
+                ..
+            }
+        )),
+        "{}",
+        describe(&report.problems)
+    );
+    // The start-up check folds only the right edge, so this one goes
+    // unnoticed by the server: it starts and would serve bad proofs.
+    assert!(restart(&log).await.is_none());
+}
+
+#[tokio::test]
+async fn tamper_c_deleted_newest_entries_and_head_are_caught() {
+    let (log, _scratch, _) = log_of_nine().await;
+    disable_triggers(&log).await;
+    // The newest entry and the newest head: the store now says 8 leaves
+    // but its latest head (size 6) covers 6.
+    for sql in [
+        "DELETE FROM leaves WHERE idx = 8",
+        "DELETE FROM tree_heads WHERE tree_size = 9",
+    ] {
+        sqlx::query(sql).execute(superuser(&log)).await.unwrap();
+    }
+    enable_triggers(&log).await;
+
+    let report = check_store(&log, None).await;
+    assert!(
+        report.problems.contains(&StoreProblem::LeafCount {
+            leaves: 8,
+            latest_head_size: 6
+        }),
+        "{}",
+        describe(&report.problems)
+    );
+
+    // The server that signed size 9 still serves that head, and cannot
+    // serve the entries under it.
+    let report = audit_log(&log).await;
+    assert!(
+        report.problems.contains(&AuditProblem::MissingEntries {
+            tree_size: 9,
+            served: 8
+        }),
+        "{}",
+        describe(&report.problems)
+    );
+
+    let reason = restart(&log).await.expect("the server refuses to start");
+    assert!(reason.contains("8 leaves"), "{reason}");
+}
+
+#[tokio::test]
+async fn tamper_c_a_clean_rollback_is_caught_against_a_saved_head() {
+    let (log, _scratch, state) = log_of_nine().await;
+    disable_triggers(&log).await;
+    // The whole last batch and its head: what is left is a consistent log
+    // of six entries, which only a head published earlier can expose.
+    for sql in [
+        "DELETE FROM leaves WHERE idx >= 6",
+        "DELETE FROM tree_heads WHERE tree_size = 9",
+    ] {
+        sqlx::query(sql).execute(superuser(&log)).await.unwrap();
+    }
+    enable_triggers(&log).await;
+
+    let trusted = TrustState::load(&state, log.signer.public_key())
+        .unwrap()
+        .unwrap()
+        .0
+        .to_json();
+    let report = check_store(&log, Some(&trusted)).await;
+    assert!(
+        report
+            .problems
+            .iter()
+            .any(|p| matches!(p, StoreProblem::TrustedHead { tree_size: 9, .. })),
+        "{}",
+        describe(&report.problems)
+    );
+    assert!(
+        check_store(&log, None).await.ok(),
+        "without a saved head it looks like a smaller log"
+    );
+
+    let report = audit_log(&log).await;
+    assert!(
+        report.problems.contains(&AuditProblem::MissingEntries {
+            tree_size: 9,
+            served: 6
+        }),
+        "{}",
+        describe(&report.problems)
+    );
+
+    // A restarted server cannot know; an auditor with the saved head does.
+    assert!(restart(&log).await.is_none());
+    let store = Arc::new(AnyStore::open(&url_of(&log)).await.unwrap());
+    let again =
+        merklog_tests::TestServer::start(store, log.signer.clone(), client_common::config())
+            .await
+            .unwrap();
+    let mut client = Client::connect(&again.url(), log.signer.public_key().clone())
+        .await
+        .unwrap()
+        .with_state_file(&state)
+        .unwrap();
+    let err = audit(
+        &mut client,
+        AuditOptions { proofs: true },
+        &mut Progress::quiet(),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ClientError::Rollback {
+                trusted_size: 9,
+                new_size: 6,
+                ..
+            }
+        ),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn tamper_d_an_inserted_head_with_another_root_is_caught() {
+    let (log, _scratch, _) = log_of_nine().await;
+    let latest = log.client().await.latest_head().await.unwrap();
+    disable_triggers(&log).await;
+    // A later head for the same size with another root; the attacker has no
+    // key, so the signature is copied from the real head.
+    sqlx::query(
+        "INSERT INTO tree_heads (tree_size, timestamp_ms, root_hash, signature) VALUES ($1, $2, $3, $4)",
+    )
+    .bind(9i64)
+    .bind(latest.timestamp_ms() as i64 + 1000)
+    .bind(vec![0x42u8; 32])
+    .bind(latest.sth().signature.clone())
+    .execute(superuser(&log))
+    .await
+    .unwrap();
+    enable_triggers(&log).await;
+    let ts = latest.timestamp_ms() + 1000;
+
+    let report = check_store(&log, None).await;
+    let problems = &report.problems;
+    assert!(
+        problems.iter().any(|p| matches!(p, StoreProblem::HeadSignature { tree_size: 9, timestamp_ms, .. } if *timestamp_ms == ts)),
+        "{}",
+        describe(problems)
+    );
+    assert!(problems.iter().any(|p| matches!(p, StoreProblem::HeadRoot { tree_size: 9, timestamp_ms, .. } if *timestamp_ms == ts)));
+    assert!(problems[0]
+        .to_string()
+        .contains(&format!("tree_heads row (tree_size=9, timestamp_ms={ts})")));
+
+    let reason = restart(&log).await.expect("the server refuses to start");
+    assert!(reason.contains("not signed"), "{reason}");
+
+    // The running server keeps its own head in memory; once the log grows,
+    // the inserted head is what it serves for size 9, and the audit checks
+    // the head at each batch boundary.
+    log.append_batches(&[&["e9"]]).await;
+    let report = audit_log(&log).await;
+    assert!(
+        report.problems.iter().any(|p| matches!(p, AuditProblem::BadHead { tree_size: 9, error } if error.contains("bad signature"))),
+        "{}",
+        describe(&report.problems)
+    );
+}
