@@ -47,6 +47,10 @@ pub struct ServeArgs {
     /// see `merklog token`. Without it, anyone who reaches the port may append.
     #[arg(long, env = "MERKLOG_AUTH_FILE")]
     pub auth_file: Option<PathBuf>,
+    /// Serve Prometheus metrics over HTTP on this address (e.g.
+    /// 127.0.0.1:9300); off unless given.
+    #[arg(long, env = "MERKLOG_METRICS_LISTEN")]
+    pub metrics_listen: Option<std::net::SocketAddr>,
     /// Log format: `human` or `json`. Levels come from RUST_LOG (default info).
     #[arg(long, env = "MERKLOG_LOG_FORMAT", default_value = "human", value_parser = ["human", "json"])]
     pub log_format: String,
@@ -119,6 +123,13 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             queue_capacity: args.queue_capacity,
         },
     };
+    if let Some(addr) = args.metrics_listen {
+        metrics_exporter_prometheus::PrometheusBuilder::new()
+            .with_http_listener(addr)
+            .install()
+            .with_context(|| format!("cannot serve metrics on {addr}"))?;
+        tracing::info!(%addr, "serving Prometheus metrics at /metrics");
+    }
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;

@@ -4,11 +4,13 @@
 //! it was given, every head ever seen must be consistent with the final one,
 //! and the whole log must recompute to the final root.
 
+mod common;
+
 use std::path::Path;
-use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use common::start;
 use merklog_merkle::{leaf_hash, merkle_tree_hash, verify_consistency, verify_inclusion, Hash};
 use merklog_proto::v1::{self, log_client::LogClient};
 use merklog_proto::{hash_from_wire, hashes_from_wire, required_sth};
@@ -17,50 +19,6 @@ use tonic::transport::Channel;
 
 const KILLS: usize = 20;
 const WRITERS: usize = 16;
-
-struct Server {
-    child: tokio::process::Child,
-    url: String,
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
-async fn start(database_url: &str, key: &Path, log: &Path) -> Server {
-    let port = free_port();
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log)
-        .unwrap();
-    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_merklog"))
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-        .args(["--database-url", database_url])
-        .arg("--key")
-        .arg(key)
-        .stdout(Stdio::from(log.try_clone().unwrap()))
-        .stderr(Stdio::from(log))
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn merklog serve");
-    let url = format!("http://127.0.0.1:{port}");
-    for _ in 0..300 {
-        if let Ok(mut c) = LogClient::connect(url.clone()).await {
-            if c.get_signed_tree_head(v1::GetSignedTreeHeadRequest {})
-                .await
-                .is_ok()
-            {
-                return Server { child, url };
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("merklog serve did not become ready; see its log");
-}
 
 #[derive(Default)]
 struct Seen {

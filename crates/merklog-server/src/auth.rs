@@ -130,7 +130,8 @@ impl AuthConfig {
         if self.open || (access == Access::Read && !self.require_read_token) {
             return Ok(None);
         }
-        let deny = |error: ServiceError, client: &str| {
+        let deny = |error: ServiceError, client: &str, reason: &'static str| {
+            crate::metrics::auth_failure(reason);
             tracing::warn!(
                 target: "merklog::access",
                 client,
@@ -147,6 +148,7 @@ impl AuthConfig {
                     "{method} needs a bearer token in the authorization header"
                 )),
                 "anonymous",
+                "missing_token",
             );
         };
         let token = value
@@ -160,6 +162,7 @@ impl AuthConfig {
                     "the authorization header must be `Bearer <token>`".into(),
                 ),
                 "anonymous",
+                "malformed_header",
             );
         };
         let hash: [u8; 32] = Sha256::digest(token.as_bytes()).into();
@@ -167,6 +170,7 @@ impl AuthConfig {
             return deny(
                 ServiceError::Unauthenticated("the bearer token is not known to this log".into()),
                 "unknown-token",
+                "unknown_token",
             );
         };
         if access == Access::Append && *role < Role::Writer {
@@ -175,6 +179,7 @@ impl AuthConfig {
                     "client {name} has the reader role; {method} needs a writer"
                 )),
                 name,
+                "insufficient_role",
             );
         }
         Ok(Some(name.clone()))

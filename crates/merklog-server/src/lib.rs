@@ -14,6 +14,7 @@
 pub mod auth;
 pub mod clock;
 pub mod config;
+pub mod metrics;
 pub mod sequencer;
 pub mod service;
 pub mod status;
@@ -66,6 +67,7 @@ pub async fn serve<S: LogStore + Send + Sync + 'static>(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
     config.validate().map_err(ServeError::Config)?;
+    metrics::describe();
     let (sequencer, sequencer_task) = Sequencer::start(
         store.clone(),
         signer.clone(),

@@ -135,6 +135,7 @@ impl SequencerHandle {
                 queued: self.capacity - self.queue.available_permits(),
                 capacity: self.capacity,
             })?;
+        crate::metrics::queue_depth(self.capacity - self.queue.available_permits());
         // Hash in the caller's task so that hashing spreads over all cores.
         let hashes = entries.iter().map(|e| leaf_hash(e)).collect();
         let (reply, answer) = oneshot::channel();
@@ -146,9 +147,11 @@ impl SequencerHandle {
                 _permit: permit,
             })
             .map_err(|_| ServiceError::Unavailable("the sequencer has stopped".into()))?;
-        answer.await.map_err(|_| {
+        let answer = answer.await.map_err(|_| {
             ServiceError::Unavailable("the sequencer stopped before answering".into())
-        })?
+        })?;
+        crate::metrics::queue_depth(self.capacity - self.queue.available_permits());
+        answer
     }
 }
 
@@ -289,6 +292,7 @@ impl<S: LogStore + Send + Sync + 'static> Sequencer<S> {
                 }
             }
             Err(e) => {
+                crate::metrics::storage_error("batch");
                 tracing::error!(error = %e, "batch failed; its callers get UNAVAILABLE");
                 self.needs_resync = true;
                 fail_all(jobs, e);
@@ -298,6 +302,7 @@ impl<S: LogStore + Send + Sync + 'static> Sequencer<S> {
 
     /// Sequences, stores and signs one batch; returns one answer per job.
     async fn commit(&mut self, jobs: &[Job]) -> Result<Vec<Committed>, ServiceError> {
+        let started = std::time::Instant::now();
         let mut unique: Vec<Hash> = jobs.iter().flat_map(|j| j.hashes.iter().copied()).collect();
         unique.sort_unstable();
         unique.dedup();
@@ -357,6 +362,7 @@ impl<S: LogStore + Send + Sync + 'static> Sequencer<S> {
                 timestamp_ms: self.clock.now_ms().max(previous),
                 root_hash: range.root(),
             });
+            let appended = leaves.len();
             let batch = Batch {
                 first_index: old_size,
                 leaves,
@@ -368,6 +374,7 @@ impl<S: LogStore + Send + Sync + 'static> Sequencer<S> {
             // Committed: only now does the in-memory tree move on.
             self.range = range;
             self.latest.send_replace(tree_head.clone());
+            crate::metrics::batch_committed(appended, started.elapsed(), tree_head.head.tree_size);
             tracing::debug!(tree_size = tree_head.head.tree_size, "batch committed");
             tree_head
         };

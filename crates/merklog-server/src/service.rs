@@ -298,6 +298,17 @@ impl<S: LogStore + Send + Sync + 'static> LogService<S> {
     }
 }
 
+/// The label of a gRPC code in metrics.
+fn code_name(code: tonic::Code) -> &'static str {
+    match code {
+        tonic::Code::InvalidArgument => "invalid_argument",
+        tonic::Code::ResourceExhausted => "resource_exhausted",
+        tonic::Code::Unavailable => "unavailable",
+        tonic::Code::DataLoss => "data_loss",
+        _ => "other",
+    }
+}
+
 fn entry_to_wire(e: merklog_storage::Entry) -> v1::Entry {
     v1::Entry {
         leaf_index: e.index,
@@ -317,7 +328,12 @@ impl<S: LogStore + Send + Sync + 'static> Log for LogService<S> {
         let peer = request.remote_addr();
         let req = request.into_inner();
         let entries = req.entries.len();
-        let response = self.append_entries(req).await?;
+        let response = self.append_entries(req).await.map_err(|e| {
+            let status = Status::from(e);
+            crate::metrics::append_call(code_name(status.code()));
+            status
+        })?;
+        crate::metrics::append_call("ok");
         tracing::info!(
             target: "merklog::access",
             client = client.as_deref().unwrap_or("anonymous"),

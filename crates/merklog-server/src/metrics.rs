@@ -1,0 +1,61 @@
+//! The service's metrics, named in one place. They are recorded through the
+//! `metrics` facade; the `merklog` binary installs a Prometheus exporter, and
+//! without one they cost next to nothing.
+
+use std::time::Duration;
+
+/// Entries newly appended to the log (duplicates excluded).
+pub const APPENDED_ENTRIES: &str = "merklog_appended_entries_total";
+/// Append calls answered, by outcome (`ok` or the gRPC code's name).
+pub const APPEND_CALLS: &str = "merklog_append_calls_total";
+/// Entries per committed batch.
+pub const BATCH_ENTRIES: &str = "merklog_batch_entries";
+/// Seconds from the start of a batch's integration to its commit.
+pub const INTEGRATION_SECONDS: &str = "merklog_integration_seconds";
+/// The size of the latest signed tree head.
+pub const TREE_SIZE: &str = "merklog_tree_size";
+/// Entries waiting for the sequencer.
+pub const QUEUE_DEPTH: &str = "merklog_queue_depth";
+/// Storage calls that failed, by operation.
+pub const STORAGE_ERRORS: &str = "merklog_storage_errors_total";
+/// Requests refused for missing or insufficient credentials, by reason.
+pub const AUTH_FAILURES: &str = "merklog_auth_failures_total";
+
+/// Describes every metric, for the exporter's `# HELP` lines.
+pub fn describe() {
+    metrics::describe_counter!(APPENDED_ENTRIES, "Entries newly appended to the log");
+    metrics::describe_counter!(APPEND_CALLS, "Append calls answered, by outcome");
+    metrics::describe_histogram!(BATCH_ENTRIES, "Entries per committed batch");
+    metrics::describe_histogram!(
+        INTEGRATION_SECONDS,
+        metrics::Unit::Seconds,
+        "Time to integrate, store and sign one batch"
+    );
+    metrics::describe_gauge!(TREE_SIZE, "Size of the latest signed tree head");
+    metrics::describe_gauge!(QUEUE_DEPTH, "Entries waiting for the sequencer");
+    metrics::describe_counter!(STORAGE_ERRORS, "Storage calls that failed");
+    metrics::describe_counter!(AUTH_FAILURES, "Requests refused by access control");
+}
+
+pub(crate) fn batch_committed(entries: usize, took: Duration, tree_size: u64) {
+    metrics::counter!(APPENDED_ENTRIES).increment(entries as u64);
+    metrics::histogram!(BATCH_ENTRIES).record(entries as f64);
+    metrics::histogram!(INTEGRATION_SECONDS).record(took.as_secs_f64());
+    metrics::gauge!(TREE_SIZE).set(tree_size as f64);
+}
+
+pub(crate) fn storage_error(operation: &'static str) {
+    metrics::counter!(STORAGE_ERRORS, "operation" => operation).increment(1);
+}
+
+pub(crate) fn queue_depth(entries: usize) {
+    metrics::gauge!(QUEUE_DEPTH).set(entries as f64);
+}
+
+pub(crate) fn append_call(outcome: &'static str) {
+    metrics::counter!(APPEND_CALLS, "outcome" => outcome).increment(1);
+}
+
+pub(crate) fn auth_failure(reason: &'static str) {
+    metrics::counter!(AUTH_FAILURES, "reason" => reason).increment(1);
+}
