@@ -578,6 +578,7 @@ impl Client {
         }
         if let Some(wire) = &reply.tree_head {
             // The log may send its head again; it must be the same tree.
+            expect("tree_head.tree_size", head.tree_size(), wire.tree_size)?;
             let served = self.verify_wire_head(wire, "tree_head")?;
             check_heads_consistent(&head, &served, &[])?;
         }

@@ -183,3 +183,53 @@ pub async fn append_all(
         entries: entries_out,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(entries: &[&str], files: Vec<PathBuf>, whole: bool) -> AppendArgs {
+        AppendArgs {
+            log: LogArgs {
+                server: String::new(),
+                public_key: PathBuf::new(),
+                state: None,
+                token: None,
+            },
+            entries: entries.iter().map(|e| (*e).to_owned()).collect(),
+            files,
+            whole,
+            out: OutputArgs::default(),
+        }
+    }
+
+    #[test]
+    fn entries_come_from_arguments_files_and_stdin() {
+        let dir = std::env::temp_dir().join(format!("merklog-append-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("lines.txt");
+        std::fs::write(&file, b"one\r\ntwo\n\nthree").unwrap();
+
+        let got = collect_entries(&args(&["a", "b"], vec![], false), &mut &b""[..]).unwrap();
+        assert_eq!(got, vec![b"a".to_vec(), b"b".to_vec()]);
+
+        let got = collect_entries(&args(&[], vec![file.clone()], false), &mut &b""[..]).unwrap();
+        assert_eq!(
+            got,
+            vec![b"one".to_vec(), b"two".to_vec(), b"three".to_vec()]
+        );
+
+        let got = collect_entries(&args(&[], vec![file.clone()], true), &mut &b""[..]).unwrap();
+        assert_eq!(got, vec![b"one\r\ntwo\n\nthree".to_vec()]);
+
+        let got = collect_entries(&args(&[], vec![], false), &mut &b"x\ny\n"[..]).unwrap();
+        assert_eq!(got, vec![b"x".to_vec(), b"y".to_vec()]);
+        let got = collect_entries(&args(&[], vec!["-".into()], true), &mut &b"x\ny\n"[..]).unwrap();
+        assert_eq!(got, vec![b"x\ny\n".to_vec()]);
+
+        assert!(collect_entries(&args(&[], vec![], false), &mut &b"\n\n"[..]).is_err());
+        let missing = collect_entries(&args(&[], vec![dir.join("nope")], false), &mut &b""[..]);
+        assert!(matches!(missing, Err(CommandError::Usage(_))));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,141 @@
+//! The client commands as a user runs them, on the embedded SQLite store:
+//! text and JSON output, and exit codes.
+
+mod client_common;
+
+use client_common::{signer, text, Log, Scratch};
+use merklog_cli::client::audit::{self, AuditArgs};
+use merklog_cli::client::entries::{self, EntriesArgs};
+use merklog_cli::client::sth::{self, SthArgs};
+use merklog_cli::client::verify_store::{self, VerifyStoreArgs};
+use merklog_cli::client::OutputArgs;
+use merklog_tests::TestDb;
+
+fn json() -> OutputArgs {
+    OutputArgs { json: true }
+}
+
+#[tokio::test]
+async fn cli_sth_entries_audit_and_verify_store_on_a_healthy_log() {
+    let log = Log::start(TestDb::sqlite(), signer()).await;
+    log.append_batches(&[&["hello", "world"], &["binary \u{1}"]])
+        .await;
+    let scratch = Scratch::new();
+
+    let mut out = Vec::new();
+    sth::run(
+        SthArgs {
+            log: log.args(&scratch, Some(scratch.path("state.json"))),
+            out: json(),
+        },
+        &mut out,
+    )
+    .await
+    .unwrap();
+    let head: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(head["tree_size"], 3);
+    assert_eq!(head["log_id"], log.signer.public_key().log_id().to_string());
+    assert!(scratch.path("state.json").exists());
+
+    let mut out = Vec::new();
+    entries::run(
+        EntriesArgs {
+            log: log.args(&scratch, None),
+            start: 1,
+            end: None,
+            out: text(),
+        },
+        &mut out,
+    )
+    .await
+    .unwrap();
+    let printed = String::from_utf8(out).unwrap();
+    let lines: Vec<&str> = printed.lines().collect();
+    assert_eq!(lines.len(), 2, "{printed}");
+    assert!(lines[0].starts_with("1\t") && lines[0].ends_with("\tworld"));
+    assert!(lines[1].ends_with("\thex:62696e6172792001"), "{printed}");
+
+    let mut out = Vec::new();
+    entries::run(
+        EntriesArgs {
+            log: log.args(&scratch, None),
+            start: 0,
+            end: Some(1),
+            out: json(),
+        },
+        &mut out,
+    )
+    .await
+    .unwrap();
+    let list: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(list[0]["data"], "aGVsbG8=");
+
+    let mut out = Vec::new();
+    audit::run(
+        AuditArgs {
+            log: log.args(&scratch, None),
+            no_proofs: false,
+            out: json(),
+        },
+        &mut out,
+    )
+    .await
+    .unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(report["entries_checked"], 3);
+    assert_eq!(report["proofs_checked"], 2);
+    assert_eq!(report["problems"], serde_json::json!([]));
+
+    let mut out = Vec::new();
+    verify_store::run(
+        VerifyStoreArgs {
+            database_url: log.db.url(),
+            public_key: scratch.key_file(&log.signer),
+            trusted_head: Some(scratch.path("state.json")),
+            page_size: 2,
+            out: text(),
+        },
+        &mut out,
+    )
+    .await
+    .unwrap();
+    let printed = String::from_utf8(out).unwrap();
+    assert!(printed.starts_with("OK: 3 leaves"), "{printed}");
+
+    // Another key: every stored head is reported, exit code 1.
+    let stranger = signer();
+    let mut out = Vec::new();
+    let err = verify_store::run(
+        VerifyStoreArgs {
+            database_url: log.db.url(),
+            public_key: scratch.key_file(&stranger),
+            trusted_head: None,
+            page_size: 1000,
+            out: json(),
+        },
+        &mut out,
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.exit_code(), 1);
+    let report: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(report["problems"].as_array().unwrap().len(), 3, "{report}");
+    assert_eq!(report["problems"][0]["kind"], "head_signature");
+
+    // A database that does not exist is a usage error, and is not created.
+    let missing = scratch.path("missing.db");
+    let err = verify_store::run(
+        VerifyStoreArgs {
+            database_url: format!("sqlite://{}", missing.display()),
+            public_key: scratch.key_file(&log.signer),
+            trusted_head: None,
+            page_size: 1000,
+            out: text(),
+        },
+        &mut Vec::new(),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.exit_code(), 2);
+    assert!(!missing.exists());
+}
