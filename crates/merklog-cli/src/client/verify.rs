@@ -16,7 +16,7 @@ pub struct VerifyArgs {
     #[arg(long, short = 'k', env = "MERKLOG_PUBLIC_KEY")]
     pub public_key: PathBuf,
     /// A saved tree head document (repeat for a consistency proof's two heads).
-    #[arg(long = "head", required = true)]
+    #[arg(long = "head", value_name = "FILE", required = true)]
     pub heads: Vec<PathBuf>,
     /// A saved inclusion or consistency proof document. Without it, only
     /// the tree head's signature is checked.
