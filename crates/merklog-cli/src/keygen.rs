@@ -25,6 +25,22 @@ pub fn run(args: KeygenArgs) -> anyhow::Result<()> {
 }
 
 #[derive(clap::Args)]
+pub struct PublicKeyArgs {
+    /// The private key file (PKCS#8 PEM).
+    #[arg(long, short, env = "MERKLOG_KEY", default_value = "./data/log-key.pem")]
+    pub key: PathBuf,
+}
+
+/// Prints the public key in PEM on stdout (for `--public-key` files) and the
+/// log ID on stderr.
+pub fn public_key(args: PublicKeyArgs) -> anyhow::Result<()> {
+    let signer = read_private_key(&args.key)?;
+    print!("{}", signer.public_key().pem());
+    eprintln!("log ID: {}", signer.public_key().log_id());
+    Ok(())
+}
+
+#[derive(clap::Args)]
 pub struct TokenArgs {
     /// The client's name, as the access log will show it.
     #[arg(long)]

@@ -22,6 +22,8 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Generate a log signing key (PKCS#8 PEM, ECDSA P-256, mode 0600).
     Keygen(keygen::KeygenArgs),
+    /// Print the public key (PEM) and log ID of a private key file.
+    PublicKey(keygen::PublicKeyArgs),
     /// Generate a bearer token for a client and the line that grants it.
     Token(keygen::TokenArgs),
     #[command(flatten)]
@@ -34,6 +36,7 @@ fn main() -> std::process::ExitCode {
         Command::Serve(args) => serve::run(args),
         Command::Keygen(args) => keygen::run(args),
         Command::Token(args) => keygen::token(args),
+        Command::PublicKey(args) => keygen::public_key(args),
         // Exit codes of the client commands: 0 ok, 1 verification
         // failure, 2 usage or connection error (docs/FORMATS.md).
         Command::Client(command) => return command.run(),
