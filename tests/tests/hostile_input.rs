@@ -1,0 +1,131 @@
+//! Hostile input: arbitrary bytes decoded as each request message and handed
+//! to the service must get an answer (usually an error status), never a
+//! panic, and must leave the log verifiable.
+
+use std::sync::Arc;
+
+use merklog_merkle::{leaf_hash, merkle_tree_hash};
+use merklog_proto::v1::{self, log_server::Log};
+use merklog_server::{LogService, Sequencer, SequencerConfig, ServerConfig, SystemClock};
+use merklog_sth::LogSigner;
+use merklog_storage::{AnyStore, LogStore};
+use merklog_tests::TestDb;
+use proptest::prelude::*;
+use prost::Message;
+use tonic::Request;
+
+struct Harness {
+    service: LogService<AnyStore>,
+    store: Arc<AnyStore>,
+    runtime: tokio::runtime::Runtime,
+    _db: TestDb,
+}
+
+fn harness() -> Harness {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let db = TestDb::sqlite();
+    let signer = LogSigner::generate(&mut rand_core::OsRng);
+    let (service, store) = runtime.block_on(async {
+        let store = Arc::new(db.open().await.unwrap());
+        let (sequencer, _task) = Sequencer::start(
+            store.clone(),
+            signer.clone(),
+            Arc::new(SystemClock),
+            SequencerConfig::default(),
+        )
+        .await
+        .unwrap();
+        let config = ServerConfig::default();
+        let service = LogService::new(
+            store.clone(),
+            sequencer,
+            signer.public_key().clone(),
+            config.limits,
+            config.auth,
+        );
+        // Something to point at.
+        service
+            .append(Request::new(v1::AppendRequest {
+                entries: (0..20u8).map(|i| vec![i; 3]).collect(),
+            }))
+            .await
+            .unwrap();
+        (service, store)
+    });
+    Harness {
+        service,
+        store,
+        runtime,
+        _db: db,
+    }
+}
+
+/// Hands `bytes`, decoded as every request type, to the service.
+async fn feed(service: &LogService<AnyStore>, bytes: &[u8]) {
+    if let Ok(req) = v1::AppendRequest::decode(bytes) {
+        let _ = service.append(Request::new(req)).await;
+    }
+    if let Ok(req) = v1::GetInclusionProofRequest::decode(bytes) {
+        let _ = service.get_inclusion_proof(Request::new(req)).await;
+    }
+    if let Ok(req) = v1::GetConsistencyProofRequest::decode(bytes) {
+        let _ = service.get_consistency_proof(Request::new(req)).await;
+    }
+    if let Ok(req) = v1::GetEntriesRequest::decode(bytes) {
+        let _ = service.get_entries(Request::new(req)).await;
+    }
+    if let Ok(req) = v1::GetEntryAndProofRequest::decode(bytes) {
+        let _ = service.get_entry_and_proof(Request::new(req)).await;
+    }
+}
+
+/// Arbitrary bytes, and well-formed messages with arbitrary field values
+/// (which random bytes rarely produce).
+fn inputs() -> impl Strategy<Value = Vec<u8>> {
+    prop_oneof![
+        proptest::collection::vec(any::<u8>(), 0..200),
+        (any::<u64>(), any::<u64>()).prop_map(|(a, b)| v1::GetConsistencyProofRequest {
+            first_size: a % 64,
+            second_size: b % 64,
+        }
+        .encode_to_vec()),
+        (any::<u64>(), any::<u64>()).prop_map(|(a, b)| v1::GetEntriesRequest {
+            start: a % 64,
+            end: b % 2048,
+        }
+        .encode_to_vec()),
+        (any::<u64>(), any::<u64>(), any::<bool>()).prop_map(|(i, n, big)| {
+            let m = if big { u64::MAX } else { 64 };
+            v1::GetInclusionProofRequest {
+                leaf: Some(v1::get_inclusion_proof_request::Leaf::LeafIndex(i % m)),
+                tree_size: n % m,
+            }
+            .encode_to_vec()
+        }),
+        proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..40), 0..5)
+            .prop_map(|entries| v1::AppendRequest { entries }.encode_to_vec()),
+    ]
+}
+
+#[test]
+fn arbitrary_requests_never_panic_or_corrupt() {
+    let h = harness();
+    proptest!(ProptestConfig::with_cases(400), |(bytes in inputs())| {
+        h.runtime.block_on(feed(&h.service, &bytes));
+    });
+    // The log is still whole: every stored leaf hashes to its entry and the
+    // stored tree recomputes to the latest signed root.
+    h.runtime.block_on(async {
+        let head = h.store.latest_tree_head().await.unwrap().unwrap();
+        let n = head.head.tree_size;
+        let entries = h.store.entries(0, n).await.unwrap();
+        assert_eq!(entries.len() as u64, n);
+        let leaves: Vec<_> = entries.iter().map(|e| leaf_hash(&e.entry)).collect();
+        assert!(entries.iter().zip(&leaves).all(|(e, l)| e.leaf_hash == *l));
+        assert_eq!(merkle_tree_hash(&leaves), head.head.root_hash);
+    });
+}
