@@ -139,3 +139,37 @@ async fn cli_sth_entries_audit_and_verify_store_on_a_healthy_log() {
     assert_eq!(err.exit_code(), 2);
     assert!(!missing.exists());
 }
+
+#[tokio::test]
+async fn cli_append_splits_what_the_log_takes_per_call() {
+    let mut config = client_common::config();
+    config.limits.max_entries_per_append = 2;
+    let log = Log::start_with(TestDb::sqlite(), signer(), config).await;
+    let scratch = Scratch::new();
+    let mut out = Vec::new();
+    merklog_cli::client::append::run(
+        merklog_cli::client::append::AppendArgs {
+            log: log.args(&scratch, None),
+            entries: ["a", "b", "c", "d", "e"].map(String::from).to_vec(),
+            files: vec![],
+            whole: false,
+            out: json(),
+        },
+        &mut out,
+    )
+    .await
+    .unwrap();
+    let printed: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    let sizes: Vec<u64> = printed["tree_heads"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["tree_size"].as_u64().unwrap())
+        .collect();
+    assert_eq!(sizes, vec![2, 4, 5]);
+    assert_eq!(printed["tree_head"]["tree_size"], 5);
+    let entries = printed["entries"].as_array().unwrap();
+    assert_eq!(entries.len(), 5);
+    assert_eq!(entries[4]["leaf_index"], 4);
+    assert_eq!(entries[2]["inclusion_proof"]["tree_size"], 4);
+}

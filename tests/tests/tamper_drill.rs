@@ -211,6 +211,16 @@ async fn tamper_a_changed_entry_is_caught_and_named() {
         .iter()
         .any(|p| matches!(p, AuditProblem::HeadRoot { tree_size: 6, .. })));
 
+    // A monitor that checks entries catches it on its first catch-up.
+    let mut client = log.client().await;
+    let err = merklog_cli::client::monitor::check_once(&mut client, true, &mut Progress::quiet())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, ClientError::LeafHash { leaf_index: 4, .. }),
+        "{err}"
+    );
+
     // The server's start-up check reads the tree's right edge, not the
     // entries' bytes: it starts on (a). verify-store and audit are the
     // detectors for this one.

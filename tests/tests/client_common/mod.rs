@@ -37,8 +37,13 @@ pub struct Log {
 impl Log {
     /// Starts a server over `db` signing with `signer`.
     pub async fn start(db: TestDb, signer: LogSigner) -> Log {
+        Self::start_with(db, signer, config()).await
+    }
+
+    /// Starts a server over `db` with `config`.
+    pub async fn start_with(db: TestDb, signer: LogSigner, config: ServerConfig) -> Log {
         let store = Arc::new(db.open().await.expect("open the store"));
-        let server = TestServer::start(store.clone(), signer.clone(), config())
+        let server = TestServer::start(store.clone(), signer.clone(), config)
             .await
             .expect("start the server");
         Log {

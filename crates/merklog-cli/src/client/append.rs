@@ -32,8 +32,14 @@ pub struct AppendArgs {
 /// The JSON output of `merklog append`.
 #[derive(Debug, Serialize)]
 pub struct AppendOutput {
+    /// In the order given; each inclusion proof is against the head of its
+    /// call (its `tree_size` names it), one of `tree_heads`.
     pub entries: Vec<AppendedJson>,
+    /// The head of the last call.
     pub tree_head: TreeHeadJson,
+    /// The head of each call, in order, each checked consistent with the
+    /// one before.
+    pub tree_heads: Vec<TreeHeadJson>,
 }
 
 /// One appended entry in the JSON output.
@@ -46,12 +52,17 @@ pub struct AppendedJson {
     pub inclusion_proof: InclusionProofJson,
 }
 
-impl From<&AppendReceipt> for AppendOutput {
-    fn from(r: &AppendReceipt) -> Self {
+impl AppendOutput {
+    /// Returns the output for the receipts of one or more calls.
+    ///
+    /// # Panics
+    /// When `receipts` is empty.
+    pub fn new(receipts: &[AppendReceipt]) -> Self {
+        let last = receipts.last().expect("at least one call");
         AppendOutput {
-            entries: r
-                .entries
+            entries: receipts
                 .iter()
+                .flat_map(|r| &r.entries)
                 .map(|e| AppendedJson {
                     leaf_index: e.proof.leaf_index,
                     leaf_hash: e.proof.leaf_hash,
@@ -59,7 +70,8 @@ impl From<&AppendReceipt> for AppendOutput {
                     inclusion_proof: e.proof.clone(),
                 })
                 .collect(),
-            tree_head: r.head.to_json(),
+            tree_head: last.head.to_json(),
+            tree_heads: receipts.iter().map(|r| r.head.to_json()).collect(),
         }
     }
 }
@@ -110,78 +122,54 @@ pub fn collect_entries(args: &AppendArgs, stdin: &mut dyn Read) -> CommandResult
     Ok(entries)
 }
 
-/// Appends the entries and prints the verified receipt.
+/// Appends the entries and prints the verified receipts.
 ///
 /// # Errors
 /// When the log refuses the entries or its receipt does not verify.
 pub async fn run(args: AppendArgs, out: &mut dyn Write) -> CommandResult {
     let entries = collect_entries(&args, &mut std::io::stdin().lock())?;
     let mut client = args.log.connect().await?;
-    let receipt = append_all(&mut client, entries).await?;
+    let receipts = append_all(&mut client, entries).await?;
     if args.out.json {
-        return print_json(out, &AppendOutput::from(&receipt));
+        return print_json(out, &AppendOutput::new(&receipts));
     }
-    for e in &receipt.entries {
-        let note = if e.duplicate {
-            "  (already in the log)"
-        } else {
-            ""
-        };
-        writeln!(
-            out,
-            "index {}  leaf hash {}  inclusion proof verified{note}",
-            e.proof.leaf_index, e.proof.leaf_hash
-        )?;
+    for receipt in &receipts {
+        for e in &receipt.entries {
+            let note = if e.duplicate {
+                "  (already in the log)"
+            } else {
+                ""
+            };
+            writeln!(
+                out,
+                "index {}  leaf hash {}  inclusion proof verified at size {}{note}",
+                e.proof.leaf_index, e.proof.leaf_hash, e.proof.tree_size
+            )?;
+        }
     }
-    print_head(out, &receipt.head)
+    match receipts.last() {
+        Some(last) => print_head(out, &last.head),
+        None => Ok(()),
+    }
 }
 
-/// Appends `entries` in calls the log accepts (its `max_entries_per_append`)
-/// and returns one receipt: every entry's proof against the last head.
+/// Appends `entries` in as many calls as the log's
+/// `max_entries_per_append` requires; each call's receipt is checked (its
+/// proofs against its head, and its head consistent with the one before).
 ///
 /// # Errors
 /// As [`Client::append`].
 pub async fn append_all(
     client: &mut Client,
     entries: Vec<Vec<u8>>,
-) -> CommandResult<AppendReceipt> {
+) -> CommandResult<Vec<AppendReceipt>> {
     let info = client.log_info().await?;
     let chunk = (info.max_entries_per_append as usize).max(1);
-    if entries.len() <= chunk {
-        return Ok(client.append(entries).await?);
-    }
-    // Several calls: prove every entry into the final head.
-    let mut placed = Vec::new();
+    let mut receipts = Vec::with_capacity(entries.len().div_ceil(chunk));
     for part in entries.chunks(chunk) {
-        let receipt = client.append(part.to_vec()).await?;
-        placed.extend(
-            receipt
-                .entries
-                .into_iter()
-                .map(|e| (e.proof.leaf_index, e.duplicate)),
-        );
+        receipts.push(client.append(part.to_vec()).await?);
     }
-    let mut entries_out = Vec::with_capacity(placed.len());
-    let mut head = None;
-    for (index, duplicate) in placed {
-        let proven = client
-            .inclusion_by_index(
-                index,
-                head.as_ref()
-                    .map(|h: &merklog_client::VerifiedHead| h.tree_size()),
-            )
-            .await?;
-        head.get_or_insert(proven.head.clone());
-        entries_out.push(merklog_client::AppendedEntry {
-            proof: proven.proof,
-            duplicate,
-        });
-    }
-    let head = head.ok_or_else(|| CommandError::Usage("no entries to append".into()))?;
-    Ok(AppendReceipt {
-        head,
-        entries: entries_out,
-    })
+    Ok(receipts)
 }
 
 #[cfg(test)]
