@@ -51,6 +51,12 @@ pub struct ServeArgs {
     /// 127.0.0.1:9300); off unless given.
     #[arg(long, env = "MERKLOG_METRICS_LISTEN")]
     pub metrics_listen: Option<std::net::SocketAddr>,
+    /// Before serving, recheck the whole stored log (every entry, stored
+    /// node and signed head), as `merklog verify-store` does, and refuse to
+    /// start on any disagreement. Costs one pass over the log; without it,
+    /// start-up checks the latest head against the right edge of the tree.
+    #[arg(long, env = "MERKLOG_VERIFY_ON_START")]
+    pub verify_on_start: bool,
     /// Log format: `human` or `json`. Levels come from RUST_LOG (default info).
     #[arg(long, env = "MERKLOG_LOG_FORMAT", default_value = "human", value_parser = ["human", "json"])]
     pub log_format: String,
@@ -110,6 +116,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         }
         None => AuthConfig::open(),
     };
+    if args.verify_on_start {
+        verify_whole_store(&store, signer.public_key()).await?;
+    }
     let config = ServerConfig {
         auth,
         limits: Limits {
@@ -142,6 +151,35 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         shutdown_signal(),
     )
     .await?;
+    Ok(())
+}
+
+/// Rechecks every stored entry, node and head; fails naming what disagrees.
+async fn verify_whole_store(store: &AnyStore, key: &merklog_sth::PublicKey) -> anyhow::Result<()> {
+    use merklog_cli::client::{verify_store::verify_store, Progress};
+    let mut progress = Progress::new("verify-on-start", true);
+    let report = verify_store(store, key, None, 1000, &mut progress)
+        .await
+        .context("cannot read the store to verify it")?;
+    if !report.ok() {
+        let listed: Vec<String> = report
+            .problems
+            .iter()
+            .take(20)
+            .map(|p| format!("  {p}"))
+            .collect();
+        bail!(
+            "refusing to start: the stored log disagrees with itself in {} place(s):\n{}",
+            report.problems.len(),
+            listed.join("\n")
+        );
+    }
+    tracing::info!(
+        leaves = report.leaves,
+        nodes = report.nodes_checked,
+        heads = report.heads_checked,
+        "whole stored log verified"
+    );
     Ok(())
 }
 

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use merklog_merkle::{consistency_proof_nodes, inclusion_proof_nodes, Hash, ProofNodes};
+use merklog_merkle::{consistency_proof_nodes, inclusion_proof_nodes, leaf_hash, Hash, ProofNodes};
 use merklog_proto::v1::{self, get_inclusion_proof_request::Leaf, log_server::Log};
 use merklog_proto::{hash_from_wire, hashes_to_wire, sth_to_wire};
 use merklog_sth::{LogId, PublicKey, SignedTreeHead};
@@ -78,7 +78,34 @@ impl<S: LogStore + Send + Sync + 'static> LogService<S> {
                 format!("tree size {requested} is larger than the log's latest signed size {size}"),
             ));
         }
-        Ok((requested, self.store.tree_head_at_size(requested).await?))
+        let head = self.store.tree_head_at_size(requested).await?;
+        // A stored head is served only if this log signed it: a head slipped
+        // into the table behind the log's back is reported, not passed on.
+        if let Some(h) = &head {
+            self.public_key.verify(h).map_err(|e| {
+                ServiceError::DataLoss(format!(
+                    "the stored head at size {requested} is not valid: {e}"
+                ))
+            })?;
+        }
+        Ok((requested, head))
+    }
+
+    /// Reads leaves `[start, end)` and checks each against its leaf hash, so
+    /// an entry changed in the database is reported instead of served.
+    async fn checked_entries(
+        &self,
+        start: u64,
+        end: u64,
+    ) -> Result<Vec<merklog_storage::Entry>, ServiceError> {
+        let entries = self.store.entries(start, end).await?;
+        if let Some(bad) = entries.iter().find(|e| leaf_hash(&e.entry) != e.leaf_hash) {
+            return Err(ServiceError::DataLoss(format!(
+                "the stored entry at index {} does not match its leaf hash",
+                bad.index
+            )));
+        }
+        Ok(entries)
     }
 
     async fn fetch_proof(&self, plan: &ProofNodes) -> Result<Vec<Hash>, ServiceError> {
@@ -266,7 +293,7 @@ impl<S: LogStore + Send + Sync + 'static> LogService<S> {
             ));
         }
         // A page reaching past the end is cut at the latest signed size.
-        let entries = self.store.entries(start, end.min(size)).await?;
+        let entries = self.checked_entries(start, end.min(size)).await?;
         Ok(v1::GetEntriesResponse {
             entries: entries.into_iter().map(entry_to_wire).collect(),
         })
@@ -284,7 +311,7 @@ impl<S: LogStore + Send + Sync + 'static> LogService<S> {
                 format!("leaf index {index} is not below tree size {size}"),
             ));
         }
-        let mut entries = self.store.entries(index, index + 1).await?;
+        let mut entries = self.checked_entries(index, index + 1).await?;
         let entry = entries.pop().ok_or_else(|| {
             ServiceError::DataLoss(format!("leaf {index} is missing from the store"))
         })?;

@@ -198,7 +198,19 @@ pub async fn audit(
     let mut boundaries: Vec<(u64, Hash)> = Vec::new();
     let mut last_ms = None;
     while range.size() < n {
-        let page = client.served_entries_page(range.size(), n).await?;
+        let page = match client.served_entries_page(range.size(), n).await {
+            Ok(page) => page,
+            // The log refuses to serve entries it holds (it found them
+            // damaged, say): a finding, and the audit cannot go past it.
+            Err(e) if is_refusal(&e) => {
+                problems.push(AuditProblem::LogError {
+                    during: format!("the entries from index {}", range.size()),
+                    error: e.to_string(),
+                });
+                break;
+            }
+            Err(e) => return Err(e),
+        };
         if page.is_empty() {
             problems.push(AuditProblem::MissingEntries {
                 tree_size: n,
