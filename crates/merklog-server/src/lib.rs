@@ -28,6 +28,7 @@ use merklog_sth::LogSigner;
 use merklog_storage::LogStore;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
+use tokio_stream::StreamExt;
 
 pub use auth::{token_hash, AuthConfig, Role};
 pub use clock::{Clock, SystemClock};
@@ -102,6 +103,14 @@ pub async fn serve<S: LogStore + Send + Sync + 'static>(
         "serving merklog.v1.Log"
     );
     let max_message = config.limits.max_message_bytes();
+    // Small answers must not wait for the peer's delayed ACK (Nagle): tonic
+    // sets TCP_NODELAY only on sockets it accepts itself.
+    let incoming = TcpListenerStream::new(listener).map(|socket| {
+        if let Ok(s) = &socket {
+            let _ = s.set_nodelay(true);
+        }
+        socket
+    });
     tonic::transport::Server::builder()
         .add_service(
             LogServer::new(service)
@@ -110,7 +119,7 @@ pub async fn serve<S: LogStore + Send + Sync + 'static>(
         )
         .add_service(health_service)
         .add_service(reflection)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .serve_with_incoming_shutdown(incoming, shutdown)
         .await?;
     // The transport has stopped and dropped the service, and with it every
     // sender to the sequencer: it drains what is queued and exits.
