@@ -101,3 +101,39 @@ pub fn read_private_key(path: &Path) -> anyhow::Result<LogSigner> {
         .with_context(|| format!("cannot read the key file {}", path.display()))?;
     LogSigner::from_pkcs8_pem(&pem).with_context(|| format!("in {}", path.display()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn private_keys_are_written_for_the_owner_only_and_never_overwritten() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keys/log-key.pem");
+        let signer = LogSigner::generate(&mut rand_core::OsRng);
+        write_private_key(&path, &signer, false).unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        assert_eq!(
+            read_private_key(&path).unwrap().public_key(),
+            signer.public_key()
+        );
+
+        let other = LogSigner::generate(&mut rand_core::OsRng);
+        let err = write_private_key(&path, &other, false).unwrap_err();
+        assert!(format!("{err:#}").contains("--force"), "{err:#}");
+        assert_eq!(
+            read_private_key(&path).unwrap().public_key(),
+            signer.public_key()
+        );
+        write_private_key(&path, &other, true).unwrap();
+        assert_eq!(
+            read_private_key(&path).unwrap().public_key(),
+            other.public_key()
+        );
+    }
+}

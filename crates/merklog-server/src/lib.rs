@@ -91,9 +91,14 @@ pub async fn serve<S: LogStore + Send + Sync + 'static>(
     health_reporter
         .set_serving::<LogServer<LogService<S>>>()
         .await;
+    // Both reflection versions: older grpcurl and grpcui speak only v1alpha.
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(merklog_proto::FILE_DESCRIPTOR_SET)
         .build_v1()
+        .map_err(|e| ServeError::Reflection(e.to_string()))?;
+    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(merklog_proto::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()
         .map_err(|e| ServeError::Reflection(e.to_string()))?;
 
     let local: Option<SocketAddr> = listener.local_addr().ok();
@@ -119,6 +124,7 @@ pub async fn serve<S: LogStore + Send + Sync + 'static>(
         )
         .add_service(health_service)
         .add_service(reflection)
+        .add_service(reflection_v1alpha)
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await?;
     // The transport has stopped and dropped the service, and with it every
