@@ -123,7 +123,8 @@ pub struct Pace {
     /// possible (the next call goes out when the last one is answered).
     pub interval: Option<Duration>,
     pub deadline: Instant,
-    /// Verify one call in this many in full (1 = every call).
+    /// Verify one call in this many in full, starting with each worker's
+    /// first (1 = every call).
     pub verify_every: u64,
 }
 
@@ -246,7 +247,7 @@ pub async fn writer(
     while let Some(start) = ticker.next().await {
         n += 1;
         let entries = random_entries(&mut rng, entries_per_call, entry_bytes);
-        let full = n % pace.verify_every == 0;
+        let full = (n - 1) % pace.verify_every == 0;
         let kept = full.then(|| entries.clone());
         let answer = client
             .append(shared.request(AppendRequest { entries }))
@@ -305,7 +306,7 @@ pub async fn reader(
             continue;
         }
         n += 1;
-        let full = n % pace.verify_every == 0;
+        let full = (n - 1) % pace.verify_every == 0;
         let (op, outcome) = match kind {
             ReadKind::Inclusion => (
                 Op::Inclusion,

@@ -109,7 +109,8 @@ struct Args {
     /// Entries per call during the prefill.
     #[arg(long, default_value_t = 1000)]
     prefill_entries_per_call: usize,
-    /// Verify one answer in this many per worker in full (1 = all).
+    /// Verify in full the first answer of each worker and then one in this
+    /// many (1 = all).
     #[arg(long, default_value_t = 100)]
     verify_every: u64,
 
