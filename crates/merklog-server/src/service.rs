@@ -3,7 +3,9 @@
 
 use std::sync::Arc;
 
-use merklog_merkle::{consistency_proof_nodes, inclusion_proof_nodes, leaf_hash, Hash, ProofNodes};
+use merklog_merkle::{
+    consistency_proof_nodes, inclusion_proof_nodes, leaf_hash, Hash, NodeId, ProofNodes,
+};
 use merklog_proto::v1::{self, get_inclusion_proof_request::Leaf, log_server::Log};
 use merklog_proto::{hash_from_wire, hashes_to_wire, sth_to_wire};
 use merklog_sth::{LogId, PublicKey, SignedTreeHead};
@@ -114,16 +116,31 @@ impl<S: LogStore + Send + Sync + 'static> LogService<S> {
             .map_err(|e| ServiceError::DataLoss(e.to_string()))
     }
 
+    /// Builds the inclusion proof of leaf `index` in the tree of `size`;
+    /// without a known `leaf_hash`, reads it in the same query as the
+    /// proof's nodes (one round trip per proof).
     async fn inclusion_proof(
         &self,
         index: u64,
-        leaf_hash: Hash,
+        leaf_hash: Option<Hash>,
         size: u64,
         head: Option<SignedTreeHead>,
     ) -> Result<v1::InclusionProof, ServiceError> {
         let plan = inclusion_proof_nodes(index, size)
             .map_err(|e| ServiceError::out_of_range("leaf_index", e.to_string()))?;
-        let proof = self.fetch_proof(&plan).await?;
+        let (leaf_hash, proof) = match leaf_hash {
+            Some(hash) => (hash, self.fetch_proof(&plan).await?),
+            None => {
+                let mut ids = Vec::with_capacity(plan.ids().len() + 1);
+                ids.push(NodeId::leaf(index));
+                ids.extend_from_slice(plan.ids());
+                let hashes = self.store.node_hashes(&ids).await?;
+                let proof = plan
+                    .assemble(&hashes[1..])
+                    .map_err(|e| ServiceError::DataLoss(e.to_string()))?;
+                (hashes[0], proof)
+            }
+        };
         Ok(v1::InclusionProof {
             leaf_index: index,
             tree_size: size,
@@ -214,11 +231,7 @@ impl<S: LogStore + Send + Sync + 'static> LogService<S> {
                         format!("leaf index {index} is not below tree size {size}"),
                     ));
                 }
-                let entry = self.store.entries(index, index + 1).await?;
-                let entry = entry.first().ok_or_else(|| {
-                    ServiceError::DataLoss(format!("leaf {index} is missing from the store"))
-                })?;
-                (index, entry.leaf_hash)
+                (index, None)
             }
             Some(Leaf::LeafHash(bytes)) => {
                 let hash = hash_from_wire(&bytes, "leaf_hash")
@@ -235,7 +248,7 @@ impl<S: LogStore + Send + Sync + 'static> LogService<S> {
                         format!("leaf hash {hash} is at index {index}, outside tree size {size}"),
                     ));
                 }
-                (index, hash)
+                (index, Some(hash))
             }
         };
         self.inclusion_proof(index, leaf_hash, size, head).await
@@ -316,7 +329,7 @@ impl<S: LogStore + Send + Sync + 'static> LogService<S> {
             ServiceError::DataLoss(format!("leaf {index} is missing from the store"))
         })?;
         let proof = self
-            .inclusion_proof(index, entry.leaf_hash, size, head)
+            .inclusion_proof(index, Some(entry.leaf_hash), size, head)
             .await?;
         Ok(v1::EntryAndProof {
             entry: Some(entry_to_wire(entry)),

@@ -46,7 +46,14 @@ impl PgStore {
             .map_err(|e| StorageError::Config {
                 reason: format!("not a PostgreSQL URL: {e}"),
             })?
-            .options([("synchronous_commit", "on")]);
+            // Point reads by primary key must never be planned as parallel
+            // scans with JIT: right after a bulk load, before statistics
+            // exist, that made a one-row read take 73 ms (docs/BENCHMARKS.md).
+            .options([
+                ("synchronous_commit", "on"),
+                ("jit", "off"),
+                ("max_parallel_workers_per_gather", "0"),
+            ]);
         let pool = PgPoolOptions::new()
             .max_connections(16)
             .acquire_timeout(Duration::from_secs(5))
