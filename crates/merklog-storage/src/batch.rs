@@ -154,6 +154,24 @@ pub(crate) fn nodes_from_db(index: u64, bytes: &[u8]) -> Result<Vec<Hash>> {
         .collect())
 }
 
+/// Clamps a requested `[start, end)` to what the schema can hold.
+pub(crate) fn clamp_range(start: u64, end: u64) -> (i64, i64) {
+    let clamp = |v: u64| v.min(MAX_STORED) as i64;
+    (clamp(start), clamp(end))
+}
+
+/// Reads one `(idx, leaf_hash, nodes)` row of the `leaves` table.
+pub(crate) fn leaf_nodes_from_row(
+    (idx, hash, nodes): (i64, Vec<u8>, Vec<u8>),
+) -> Result<LeafNodes> {
+    let index = from_i64(idx, "idx")?;
+    Ok(LeafNodes {
+        index,
+        leaf_hash: hash_from_db(&hash, "leaf_hash")?,
+        nodes: nodes_from_db(index, &nodes)?,
+    })
+}
+
 /// Returns the row (`last_leaf`) and byte offset in its `nodes` column where
 /// node `id` is stored, or `None` for a node beyond what the schema can hold.
 /// Level 0 nodes are the row's `leaf_hash` and have no offset.

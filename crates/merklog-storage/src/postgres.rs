@@ -11,7 +11,8 @@ use sqlx::Row;
 use tracing::instrument;
 
 use crate::batch::{
-    from_i64, hash_from_db, node_from_row, node_location, nodes_from_db, rows, to_i64, MAX_STORED,
+    clamp_range, from_i64, hash_from_db, leaf_nodes_from_row, node_from_row, node_location, rows,
+    to_i64, MAX_STORED,
 };
 use crate::{Batch, Entry, LeafNodes, LogStore, Result, StorageError};
 
@@ -116,12 +117,6 @@ fn head_from_row(row: &PgRow) -> Result<SignedTreeHead> {
         },
         signature: row.try_get("signature")?,
     })
-}
-
-/// Clamps a requested `[start, end)` to what the schema can hold.
-fn clamp_range(start: u64, end: u64) -> (i64, i64) {
-    let clamp = |v: u64| v.min(MAX_STORED) as i64;
-    (clamp(start), clamp(end))
 }
 
 impl LogStore for PgStore {
@@ -305,15 +300,6 @@ impl LogStore for PgStore {
         .bind(end)
         .fetch_all(&self.pool)
         .await?;
-        rows.into_iter()
-            .map(|(idx, hash, nodes)| {
-                let index = from_i64(idx, "idx")?;
-                Ok(LeafNodes {
-                    index,
-                    leaf_hash: hash_from_db(&hash, "leaf_hash")?,
-                    nodes: nodes_from_db(index, &nodes)?,
-                })
-            })
-            .collect()
+        rows.into_iter().map(leaf_nodes_from_row).collect()
     }
 }
