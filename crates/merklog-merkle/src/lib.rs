@@ -28,7 +28,7 @@ pub use error::Error;
 pub use hash::{empty_root, leaf_hash, merkle_tree_hash, node_hash, Hash};
 pub use node::NodeId;
 pub use proof::{
-    consistency_proof, consistency_proof_nodes, inclusion_proof, inclusion_proof_nodes, NodeSource,
-    ProofError, ProofNodes,
+    consistency_proof, consistency_proof_nodes, fold_right_edge, inclusion_proof,
+    inclusion_proof_nodes, NodeSource, ProofError, ProofNodes,
 };
 pub use verify::{root_from_inclusion_proof, verify_consistency, verify_inclusion};

@@ -72,16 +72,40 @@ impl ProofNodes {
         Ok(self
             .parts
             .iter()
-            .map(|part| {
-                let slice = &hashes[part.clone()];
-                // A ragged edge is the right-to-left fold of its subtrees.
-                let (last, rest) = slice.split_last().expect("every part names a node");
-                rest.iter()
-                    .rev()
-                    .fold(*last, |acc, left| node_hash(left, &acc))
-            })
+            .map(|part| fold_right_edge(&hashes[part.clone()]))
             .collect())
     }
+
+    /// Builds the proof by asking `part_hash` for each proof hash, given the
+    /// ids of the stored nodes it covers: one id for a complete subtree,
+    /// several for the ragged right edge, whose hash is
+    /// [`fold_right_edge`] of theirs. Proofs against one tree size share
+    /// their ragged parts, so a caller building many can fold each once.
+    ///
+    /// # Errors
+    /// The first error `part_hash` returns.
+    pub fn assemble_with<E>(
+        &self,
+        mut part_hash: impl FnMut(&[NodeId]) -> Result<Hash, E>,
+    ) -> Result<Vec<Hash>, E> {
+        self.parts
+            .iter()
+            .map(|part| part_hash(&self.ids[part.clone()]))
+            .collect()
+    }
+}
+
+/// The hash of a ragged right edge from the hashes of its complete subtrees,
+/// left to right: `node_hash(h0, node_hash(h1, ... h_last))`. One hash is
+/// returned as it is.
+///
+/// # Panics
+/// When `hashes` is empty: an edge has at least one subtree.
+pub fn fold_right_edge(hashes: &[Hash]) -> Hash {
+    let (last, rest) = hashes.split_last().expect("an edge has a subtree");
+    rest.iter()
+        .rev()
+        .fold(*last, |acc, left| node_hash(left, &acc))
 }
 
 /// A read-only source of stored node hashes, such as a store or an in-memory
@@ -261,6 +285,35 @@ mod tests {
         assert_eq!(p.proof_len(), 3);
         assert!(inclusion_proof_nodes(7, 7).is_err());
         assert_eq!(inclusion_proof_nodes(0, 1).unwrap().proof_len(), 0);
+    }
+
+    #[test]
+    fn assemble_with_names_each_part_and_agrees_with_assemble() {
+        // PATH(1, D[7]): leaf 0, MTH(D[2:4]), then the ragged MTH(D[4:7]).
+        let p = inclusion_proof_nodes(1, 7).unwrap();
+        let hash_of = |id: &NodeId| Hash([id.level * 16 + id.index as u8; 32]);
+        let mut parts = Vec::new();
+        let proof = p
+            .assemble_with(|ids| {
+                parts.push(ids.to_vec());
+                let hashes: Vec<Hash> = ids.iter().map(hash_of).collect();
+                Ok::<_, ()>(fold_right_edge(&hashes))
+            })
+            .unwrap();
+        assert_eq!(
+            parts,
+            [
+                vec![NodeId::new(0, 0)],
+                vec![NodeId::new(1, 1)],
+                vec![NodeId::new(1, 2), NodeId::new(0, 6)]
+            ]
+        );
+        let hashes: Vec<Hash> = p.ids().iter().map(hash_of).collect();
+        assert_eq!(proof, p.assemble(&hashes).unwrap());
+        assert_eq!(
+            proof[2],
+            node_hash(&hash_of(&NodeId::new(1, 2)), &hash_of(&NodeId::new(0, 6)))
+        );
     }
 
     #[test]

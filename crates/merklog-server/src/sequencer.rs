@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use merklog_merkle::{inclusion_proof_nodes, leaf_hash, CompactRange, Hash, NodeId};
+use merklog_merkle::{fold_right_edge, inclusion_proof_nodes, CompactRange, Hash, NodeId};
 use merklog_sth::{LogSigner, SignedTreeHead, TreeHead};
 use merklog_storage::{Batch, LogStore, NewLeaf, StorageError};
 use tokio::sync::{mpsc, oneshot, watch, OwnedSemaphorePermit, Semaphore};
@@ -50,12 +50,57 @@ pub struct Committed {
     /// Every node a proof against `tree_head` needs for a leaf of this batch:
     /// the nodes the batch created and the right edge it grew from. Proofs
     /// of older (duplicate) leaves need nodes from the store as well.
-    pub nodes: Arc<HashMap<NodeId, Hash>>,
+    pub nodes: Arc<BatchNodes>,
+}
+
+/// The nodes of a batch's tree, level by level. At each level the batch
+/// holds one contiguous run of node indexes (the old right edge's node, if
+/// any, then the nodes the batch completed, left to right), so a lookup is a
+/// subtraction and a bounds check.
+#[derive(Debug, Default)]
+pub struct BatchNodes {
+    levels: Vec<LevelRun>,
+}
+
+#[derive(Debug, Default)]
+struct LevelRun {
+    first: u64,
+    hashes: Vec<Hash>,
+}
+
+impl BatchNodes {
+    /// Records `hash` as node `id`; nodes of a level must come left to right
+    /// without gaps. A node that breaks the run is not kept (a proof then
+    /// reads it from the store) rather than misplaced.
+    fn insert(&mut self, id: NodeId, hash: Hash) {
+        let level = usize::from(id.level);
+        if self.levels.len() <= level {
+            self.levels.resize_with(level + 1, LevelRun::default);
+        }
+        let run = &mut self.levels[level];
+        if run.hashes.is_empty() {
+            run.first = id.index;
+        }
+        if id.index.checked_sub(run.first) == Some(run.hashes.len() as u64) {
+            run.hashes.push(hash);
+        } else {
+            debug_assert!(false, "node {id:?} breaks the run of its level");
+        }
+    }
+
+    /// Returns the hash of node `id` if the batch holds it.
+    pub fn get(&self, id: NodeId) -> Option<Hash> {
+        let run = self.levels.get(usize::from(id.level))?;
+        let offset = usize::try_from(id.index.checked_sub(run.first)?).ok()?;
+        run.hashes.get(offset).copied()
+    }
 }
 
 impl Committed {
     /// Builds the inclusion proof of each placement against `tree_head`,
-    /// reading from `store` only the nodes this batch does not hold.
+    /// reading from `store` only the nodes this batch does not hold. The
+    /// ragged right edge, which all proofs against one head share, is folded
+    /// once per distinct edge, not once per proof.
     ///
     /// # Errors
     /// [`ServiceError::Unavailable`] or [`ServiceError::DataLoss`] when the
@@ -71,7 +116,7 @@ impl Committed {
         let mut missing: Vec<NodeId> = plans
             .iter()
             .flat_map(|p| p.ids().iter().copied())
-            .filter(|id| !self.nodes.contains_key(id))
+            .filter(|id| self.nodes.get(*id).is_none())
             .collect();
         let mut fetched = HashMap::new();
         if !missing.is_empty() {
@@ -80,25 +125,36 @@ impl Committed {
             let hashes = store.node_hashes(&missing).await?;
             fetched.extend(missing.into_iter().zip(hashes));
         }
+        let lookup = |id: &NodeId| {
+            self.nodes
+                .get(*id)
+                .or_else(|| fetched.get(id).copied())
+                .ok_or_else(|| ServiceError::DataLoss(format!("proof node {id:?} is missing")))
+        };
+        // Keyed by the edge's first node: at most one edge per level.
+        let mut edges: Vec<(NodeId, Hash)> = Vec::new();
         plans
             .iter()
             .map(|plan| {
-                let hashes: Vec<Hash> = plan
-                    .ids()
-                    .iter()
-                    .map(|id| self.nodes.get(id).or_else(|| fetched.get(id)).copied())
-                    .collect::<Option<_>>()
-                    .ok_or_else(|| ServiceError::DataLoss("a proof node is missing".into()))?;
-                plan.assemble(&hashes)
-                    .map_err(|e| ServiceError::DataLoss(e.to_string()))
+                plan.assemble_with(|ids| match ids {
+                    [id] => lookup(id),
+                    _ => {
+                        if let Some((_, hash)) = edges.iter().find(|(first, _)| *first == ids[0]) {
+                            return Ok(*hash);
+                        }
+                        let hashes = ids.iter().map(lookup).collect::<Result<Vec<_>, _>>()?;
+                        let hash = fold_right_edge(&hashes);
+                        edges.push((ids[0], hash));
+                        Ok(hash)
+                    }
+                })
             })
             .collect()
     }
 }
 
 struct Job {
-    entries: Vec<Vec<u8>>,
-    hashes: Vec<Hash>,
+    leaves: Vec<NewLeaf>,
     reply: oneshot::Sender<Result<Committed, ServiceError>>,
     // Held until the job is answered: it is the job's place in the queue.
     _permit: OwnedSemaphorePermit,
@@ -137,12 +193,11 @@ impl SequencerHandle {
             })?;
         crate::metrics::queue_depth(self.capacity - self.queue.available_permits());
         // Hash in the caller's task so that hashing spreads over all cores.
-        let hashes = entries.iter().map(|e| leaf_hash(e)).collect();
+        let leaves = entries.into_iter().map(NewLeaf::new).collect();
         let (reply, answer) = oneshot::channel();
         self.jobs
             .send(Job {
-                entries,
-                hashes,
+                leaves,
                 reply,
                 _permit: permit,
             })
@@ -233,13 +288,13 @@ impl<S: LogStore + Send + Sync + 'static> Sequencer<S> {
     async fn run(mut self, mut jobs: mpsc::UnboundedReceiver<Job>) {
         let max = self.config.max_batch_entries;
         while let Some(first) = jobs.recv().await {
-            let mut size = first.entries.len();
+            let mut size = first.leaves.len();
             let mut batch = vec![first];
             // Appends that queued while the last batch committed join at once.
             while size < max {
                 match jobs.try_recv() {
                     Ok(job) => {
-                        size += job.entries.len();
+                        size += job.leaves.len();
                         batch.push(job);
                     }
                     Err(_) => break,
@@ -250,7 +305,7 @@ impl<S: LogStore + Send + Sync + 'static> Sequencer<S> {
                 while size < max {
                     match tokio::time::timeout_at(deadline, jobs.recv()).await {
                         Ok(Some(job)) => {
-                            size += job.entries.len();
+                            size += job.leaves.len();
                             batch.push(job);
                         }
                         _ => break,
@@ -303,7 +358,10 @@ impl<S: LogStore + Send + Sync + 'static> Sequencer<S> {
     /// Sequences, stores and signs one batch; returns one answer per job.
     async fn commit(&mut self, jobs: &[Job]) -> Result<Vec<Committed>, ServiceError> {
         let started = std::time::Instant::now();
-        let mut unique: Vec<Hash> = jobs.iter().flat_map(|j| j.hashes.iter().copied()).collect();
+        let mut unique: Vec<Hash> = jobs
+            .iter()
+            .flat_map(|j| j.leaves.iter().map(NewLeaf::leaf_hash))
+            .collect();
         unique.sort_unstable();
         unique.dedup();
         let mut index_of: HashMap<Hash, u64> = self
@@ -314,31 +372,32 @@ impl<S: LogStore + Send + Sync + 'static> Sequencer<S> {
             .collect();
         let old_size = self.range.size();
         let mut range = self.range.clone();
-        let mut nodes: HashMap<NodeId, Hash> = CompactRange::node_ids(old_size)
+        let mut nodes = BatchNodes::default();
+        for (id, hash) in CompactRange::node_ids(old_size)
             .into_iter()
             .zip(range.hashes().iter().copied())
-            .collect();
+        {
+            nodes.insert(id, hash);
+        }
         let mut leaves = Vec::new();
         let mut new_nodes = Vec::new();
         let mut placements: Vec<Vec<Placement>> = Vec::with_capacity(jobs.len());
         for job in jobs {
-            let mut mine = Vec::with_capacity(job.hashes.len());
-            for (entry, hash) in job.entries.iter().zip(&job.hashes) {
-                let (index, duplicate) = match index_of.get(hash) {
+            let mut mine = Vec::with_capacity(job.leaves.len());
+            for leaf in &job.leaves {
+                let hash = leaf.leaf_hash();
+                let (index, duplicate) = match index_of.get(&hash) {
                     Some(&index) => (index, true),
                     None => {
                         let index = range.size();
-                        range.append(*hash, |id, h| {
+                        range.append(hash, |id, h| {
                             nodes.insert(id, h);
                             if id.level > 0 {
                                 new_nodes.push((id, h));
                             }
                         });
-                        index_of.insert(*hash, index);
-                        leaves.push(NewLeaf {
-                            leaf_hash: *hash,
-                            entry: entry.clone(),
-                        });
+                        index_of.insert(hash, index);
+                        leaves.push(leaf.clone());
                         (index, false)
                     }
                 };
@@ -346,7 +405,7 @@ impl<S: LogStore + Send + Sync + 'static> Sequencer<S> {
                 // call or another, is a duplicate too.
                 mine.push(Placement {
                     index,
-                    leaf_hash: *hash,
+                    leaf_hash: hash,
                     duplicate,
                 });
             }
@@ -438,4 +497,45 @@ async fn load_state<S: LogStore>(
         )));
     }
     Ok(Some((range, head)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Grows a tree from every size up to 40 by batches of 1 to 20 leaves,
+    /// filling `BatchNodes` as `commit` does, and checks every node it was
+    /// given against a plain map: the runs really are contiguous.
+    #[test]
+    fn batch_nodes_hold_every_node_of_a_batch() {
+        let leaf = |i: u64| merklog_merkle::leaf_hash(&i.to_be_bytes());
+        for old_size in 0..40u64 {
+            let mut range = CompactRange::new();
+            for i in 0..old_size {
+                range.append(leaf(i), |_, _| {});
+            }
+            for batch in 1..20u64 {
+                let mut range = range.clone();
+                let mut nodes = BatchNodes::default();
+                let mut expected = HashMap::new();
+                for (id, hash) in CompactRange::node_ids(old_size)
+                    .into_iter()
+                    .zip(range.hashes().iter().copied())
+                {
+                    nodes.insert(id, hash);
+                    expected.insert(id, hash);
+                }
+                for i in old_size..old_size + batch {
+                    range.append(leaf(i), |id, hash| {
+                        nodes.insert(id, hash);
+                        expected.insert(id, hash);
+                    });
+                }
+                for (id, hash) in &expected {
+                    assert_eq!(nodes.get(*id), Some(*hash), "{old_size}+{batch}: {id:?}");
+                }
+                assert_eq!(nodes.get(NodeId::leaf(old_size + batch)), None);
+            }
+        }
+    }
 }

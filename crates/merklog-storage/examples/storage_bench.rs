@@ -57,9 +57,9 @@ fn columns(batch: &Batch) -> Columns {
         hashes: batch
             .leaves
             .iter()
-            .map(|l| l.leaf_hash.0.to_vec())
+            .map(|l| l.leaf_hash().0.to_vec())
             .collect(),
-        entries: batch.leaves.iter().map(|l| l.entry.clone()).collect(),
+        entries: batch.leaves.iter().map(|l| l.entry().to_vec()).collect(),
         integrated_ms: batch.integrated_ms as i64,
         nodes,
     }
