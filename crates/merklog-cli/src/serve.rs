@@ -3,7 +3,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use merklog_server::{AuthConfig, Limits, SequencerConfig, ServerConfig, SystemClock};
+use merklog_server::{
+    AuthConfig, Deployment, Limits, LogKeys, Polling, SequencerConfig, ServerConfig, SystemClock,
+};
 use merklog_storage::AnyStore;
 
 use crate::keygen::{read_private_key, write_private_key};
@@ -57,6 +59,33 @@ pub struct ServeArgs {
     /// start-up checks the latest head against the right edge of the tree.
     #[arg(long, env = "MERKLOG_VERIFY_ON_START")]
     pub verify_on_start: bool,
+    /// Run as one of several instances on one PostgreSQL database: this
+    /// one sequences while it holds the database's leader lock, and
+    /// otherwise serves reads and refuses appends with UNAVAILABLE naming
+    /// the leader. Needs --advertise-address.
+    #[arg(long, env = "MERKLOG_LEADER_ELECTION", requires = "advertise_address")]
+    pub leader_election: bool,
+    /// The address clients should use for this instance (e.g.
+    /// `http://log-1.internal:7300`), told to callers of the others while it
+    /// leads.
+    #[arg(long, env = "MERKLOG_ADVERTISE_ADDRESS")]
+    pub advertise_address: Option<String>,
+    /// Never sequence: serve reads only, e.g. from a PostgreSQL streaming
+    /// replica. Takes --public-key instead of the private key.
+    #[arg(
+        long,
+        env = "MERKLOG_READ_ONLY",
+        conflicts_with = "leader_election",
+        requires = "public_key"
+    )]
+    pub read_only: bool,
+    /// The log's public key (PEM), for --read-only.
+    #[arg(long, env = "MERKLOG_PUBLIC_KEY", conflicts_with = "key")]
+    pub public_key: Option<PathBuf>,
+    /// How often a follower reads the latest head and tries for the lead,
+    /// and a leader checks it still holds the lock, in milliseconds.
+    #[arg(long, env = "MERKLOG_POLL_INTERVAL_MS", default_value_t = Polling::default().interval.as_millis() as u64)]
+    pub poll_interval_ms: u64,
     /// Log format: `human` or `json`. Levels come from RUST_LOG (default info).
     #[arg(long, env = "MERKLOG_LOG_FORMAT", default_value = "human", value_parser = ["human", "json"])]
     pub log_format: String,
@@ -84,12 +113,16 @@ fn init_tracing(format: &str) {
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let embedded = !is_postgres(&args.database_url);
-    let signer = match &args.key {
-        Some(path) => read_private_key(path)?,
-        None if embedded => {
+    if (args.leader_election || args.read_only) && embedded {
+        bail!("--leader-election and --read-only need a PostgreSQL database (--database-url postgres://...)");
+    }
+    let keys: LogKeys = match (&args.key, &args.public_key) {
+        (_, Some(path)) => merklog_cli::client::read_public_key(path)?.into(),
+        (Some(path), None) => read_private_key(path)?.into(),
+        (None, None) if embedded => {
             let path = PathBuf::from(DEFAULT_KEY);
             if path.exists() {
-                read_private_key(&path)?
+                read_private_key(&path)?.into()
             } else {
                 let signer = merklog_sth::LogSigner::generate(&mut rand_core::OsRng);
                 write_private_key(&path, &signer, false)?;
@@ -99,10 +132,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                     public_key = %signer.public_key().pem(),
                     "created a new log key"
                 );
-                signer
+                signer.into()
             }
         }
-        None => bail!("a key is required with PostgreSQL: create one with `merklog keygen --out key.pem` and pass --key key.pem"),
+        (None, None) => bail!("a key is required with PostgreSQL: create one with `merklog keygen --out key.pem` and pass --key key.pem"),
     };
     let store = AnyStore::open(&args.database_url)
         .await
@@ -117,8 +150,17 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         None => AuthConfig::open(),
     };
     if args.verify_on_start {
-        verify_whole_store(&store, signer.public_key()).await?;
+        verify_whole_store(&store, &keys.public).await?;
     }
+    let deployment = if args.read_only {
+        Deployment::ReadOnly
+    } else if args.leader_election {
+        Deployment::LeaderElection {
+            advertise: args.advertise_address.clone().unwrap_or_default(),
+        }
+    } else {
+        Deployment::Standalone
+    };
     let config = ServerConfig {
         auth,
         limits: Limits {
@@ -130,6 +172,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             max_batch_entries: args.batch_max_entries,
             max_batch_delay: Duration::from_millis(args.batch_max_delay_ms),
             queue_capacity: args.queue_capacity,
+        },
+        deployment,
+        polling: Polling {
+            interval: Duration::from_millis(args.poll_interval_ms),
         },
     };
     if let Some(addr) = args.metrics_listen {
@@ -146,7 +192,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         listener,
         config,
         Arc::new(store),
-        signer,
+        keys,
         Arc::new(SystemClock),
         shutdown_signal(),
     )

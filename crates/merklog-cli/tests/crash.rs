@@ -9,21 +9,12 @@ mod common;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::start;
-use merklog_merkle::{leaf_hash, merkle_tree_hash, verify_consistency, verify_inclusion, Hash};
-use merklog_proto::v1::{self, log_client::LogClient};
-use merklog_proto::{hash_from_wire, hashes_from_wire, required_sth};
-use merklog_sth::{LogSigner, PublicKey, SignedTreeHead};
-use tonic::transport::Channel;
+use common::{append_one, check_log, start, Seen};
+use merklog_proto::v1::log_client::LogClient;
+use merklog_sth::{LogSigner, PublicKey};
 
 const KILLS: usize = 20;
 const WRITERS: usize = 16;
-
-#[derive(Default)]
-struct Seen {
-    acknowledged: Vec<(u64, Vec<u8>)>,
-    heads: Vec<SignedTreeHead>,
-}
 
 /// Appends until the server dies, recording what was acknowledged.
 async fn writer(url: String, key: PublicKey, cycle: usize, id: usize, seen: Arc<Mutex<Seen>>) {
@@ -32,30 +23,10 @@ async fn writer(url: String, key: PublicKey, cycle: usize, id: usize, seen: Arc<
     };
     for seq in 0.. {
         let entry = format!("cycle {cycle} writer {id} seq {seq}").into_bytes();
-        let Ok(resp) = client
-            .append(v1::AppendRequest {
-                entries: vec![entry.clone()],
-            })
-            .await
-        else {
+        let Ok((index, sth)) = append_one(&mut client, &key, entry.clone()).await else {
             return;
         };
-        let resp = resp.into_inner();
-        let sth = required_sth(resp.tree_head.as_ref(), "tree_head").unwrap();
-        key.verify(&sth).expect("acknowledged head is signed");
-        let e = &resp.entries[0];
-        let proof = hashes_from_wire(&e.inclusion_proof, "proof").unwrap();
-        verify_inclusion(
-            e.leaf_index,
-            sth.head.tree_size,
-            &leaf_hash(&entry),
-            &proof,
-            &sth.head.root_hash,
-        )
-        .expect("acknowledged proof verifies");
-        let mut seen = seen.lock().unwrap();
-        seen.acknowledged.push((e.leaf_index, entry));
-        seen.heads.push(sth);
+        seen.lock().unwrap().record(index, entry, sth);
     }
 }
 
@@ -69,78 +40,6 @@ impl XorShift {
         self.0 ^= self.0 >> 7;
         self.0 ^= self.0 << 17;
         self.0
-    }
-}
-
-async fn check_log(client: &mut LogClient<Channel>, key: &PublicKey, seen: &Seen) {
-    let latest = client
-        .get_signed_tree_head(v1::GetSignedTreeHeadRequest {})
-        .await
-        .unwrap()
-        .into_inner();
-    let latest = required_sth(Some(&latest), "tree_head").unwrap();
-    key.verify(&latest).unwrap();
-    let n = latest.head.tree_size;
-
-    let mut leaves: Vec<Hash> = Vec::with_capacity(n as usize);
-    let mut data: Vec<Vec<u8>> = Vec::with_capacity(n as usize);
-    while (leaves.len() as u64) < n {
-        let start = leaves.len() as u64;
-        let page = client
-            .get_entries(v1::GetEntriesRequest {
-                start,
-                end: (start + 1000).min(n),
-            })
-            .await
-            .unwrap()
-            .into_inner();
-        for e in page.entries {
-            assert_eq!(
-                hash_from_wire(&e.leaf_hash, "leaf_hash").unwrap(),
-                leaf_hash(&e.data)
-            );
-            leaves.push(leaf_hash(&e.data));
-            data.push(e.data);
-        }
-    }
-    assert_eq!(
-        merkle_tree_hash(&leaves),
-        latest.head.root_hash,
-        "the log recomputes to its head"
-    );
-
-    for (index, entry) in &seen.acknowledged {
-        assert!(
-            *index < n,
-            "acknowledged index {index} is beyond the final size {n}"
-        );
-        assert_eq!(
-            &data[*index as usize], entry,
-            "acknowledged entry moved or changed"
-        );
-    }
-    for head in &seen.heads {
-        assert!(
-            head.head.tree_size <= n,
-            "a head seen is larger than the final one"
-        );
-        let proof = client
-            .get_consistency_proof(v1::GetConsistencyProofRequest {
-                first_size: head.head.tree_size,
-                second_size: n,
-            })
-            .await
-            .unwrap()
-            .into_inner();
-        let proof = hashes_from_wire(&proof.proof, "proof").unwrap();
-        verify_consistency(
-            head.head.tree_size,
-            n,
-            &head.head.root_hash,
-            &latest.head.root_hash,
-            &proof,
-        )
-        .unwrap_or_else(|e| panic!("head of size {} forked: {e}", head.head.tree_size));
     }
 }
 

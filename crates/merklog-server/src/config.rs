@@ -3,6 +3,25 @@
 use std::time::Duration;
 
 use crate::auth::AuthConfig;
+use crate::leadership::Polling;
+
+/// How this instance shares the log with others.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Deployment {
+    /// The only instance: it sequences from start to stop (SQLite's only
+    /// mode).
+    #[default]
+    Standalone,
+    /// One of several instances on one PostgreSQL database: it sequences
+    /// while it holds the leader lock and serves reads otherwise.
+    LeaderElection {
+        /// Where clients reach this instance, told to the others' callers.
+        advertise: String,
+    },
+    /// Never sequences; serves reads, e.g. from a streaming replica. Needs
+    /// only the public key.
+    ReadOnly,
+}
 
 /// Bounds on what one request may ask for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,6 +86,9 @@ pub struct ServerConfig {
     pub sequencer: SequencerConfig,
     /// Who may append and read; open (anyone) unless configured.
     pub auth: AuthConfig,
+    pub deployment: Deployment,
+    /// How often followers poll the store and leaders check their lock.
+    pub polling: Polling,
 }
 
 impl Default for ServerConfig {
@@ -75,6 +97,8 @@ impl Default for ServerConfig {
             limits: Limits::default(),
             sequencer: SequencerConfig::default(),
             auth: AuthConfig::open(),
+            deployment: Deployment::Standalone,
+            polling: Polling::default(),
         }
     }
 }
@@ -101,6 +125,14 @@ impl ServerConfig {
                 "queue capacity ({}) must be at least max entries per append ({})",
                 s.queue_capacity, l.max_entries_per_append
             ));
+        }
+        if let Deployment::LeaderElection { advertise } = &self.deployment {
+            if advertise.trim().is_empty() || advertise.len() > 512 {
+                return Err("the advertised address must be 1 to 512 characters".into());
+            }
+        }
+        if self.polling.interval.is_zero() {
+            return Err("the polling interval must be positive".into());
         }
         if s.queue_capacity > u32::MAX as usize {
             return Err(format!("queue capacity must be at most {}", u32::MAX));

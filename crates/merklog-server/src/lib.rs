@@ -14,6 +14,7 @@
 pub mod auth;
 pub mod clock;
 pub mod config;
+pub mod leadership;
 pub mod metrics;
 pub mod sequencer;
 pub mod service;
@@ -24,15 +25,17 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use merklog_proto::v1::log_server::LogServer;
-use merklog_sth::LogSigner;
 use merklog_storage::LogStore;
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_stream::StreamExt;
 
 pub use auth::{token_hash, AuthConfig, Role};
 pub use clock::{Clock, SystemClock};
-pub use config::{Limits, SequencerConfig, ServerConfig};
+pub use config::{Deployment, Limits, SequencerConfig, ServerConfig};
+use leadership::{read_verified_head, Coordinator, FollowerView};
+pub use leadership::{InstanceRole, LogKeys, Polling};
 pub use sequencer::{Sequencer, StartupError};
 pub use service::LogService;
 
@@ -56,6 +59,9 @@ pub enum ServeError {
 /// Runs the log on `listener` until `shutdown` resolves, then stops taking
 /// requests, lets the batch in flight commit and answers its callers.
 ///
+/// `keys` is the log's signer, or only its public key for a read-only
+/// instance ([`Deployment::ReadOnly`]).
+///
 /// # Errors
 /// [`ServeError`] when the stored log fails its start-up checks or the
 /// transport fails.
@@ -63,26 +69,63 @@ pub async fn serve<S: LogStore + Send + Sync + 'static>(
     listener: TcpListener,
     config: ServerConfig,
     store: Arc<S>,
-    signer: LogSigner,
+    keys: impl Into<LogKeys>,
     clock: Arc<dyn Clock>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
     config.validate().map_err(ServeError::Config)?;
+    let keys = keys.into();
     metrics::describe();
-    let (sequencer, sequencer_task) = Sequencer::start(
-        store.clone(),
-        signer.clone(),
-        clock,
-        config.sequencer.clone(),
-    )
-    .await?;
-    if config.auth.is_open() {
+    let (role_tx, role_rx, sequencer_task, stop_coordinator, coordinator_task) =
+        match (&config.deployment, keys.signer.clone()) {
+            (Deployment::Standalone, Some(signer)) => {
+                let (sequencer, task) =
+                    Sequencer::start(store.clone(), signer, clock, config.sequencer.clone())
+                        .await?;
+                crate::metrics::leader(true);
+                let (role_tx, role_rx) = watch::channel(InstanceRole::Leader(sequencer));
+                (Some(role_tx), role_rx, Some(task), None, None)
+            }
+            (Deployment::Standalone | Deployment::LeaderElection { .. }, None) => {
+                return Err(ServeError::Config(
+                    "an instance that may sequence needs the log's private key".into(),
+                ))
+            }
+            (deployment, signer) => {
+                // A head that this key did not sign is refused before
+                // serving, as the sequencer's start-up checks would.
+                let latest = read_verified_head(store.as_ref(), &keys.public).await?;
+                let (role_tx, role_rx) = watch::channel(InstanceRole::Follower(FollowerView {
+                    latest,
+                    leader: None,
+                    read_only: signer.is_none(),
+                }));
+                let advertise = match deployment {
+                    Deployment::LeaderElection { advertise } => advertise.clone(),
+                    _ => String::new(),
+                };
+                let coordinator = Coordinator {
+                    store: store.clone(),
+                    key: keys.public.clone(),
+                    signer,
+                    clock,
+                    sequencer: config.sequencer.clone(),
+                    advertise,
+                    polling: config.polling,
+                    role: role_tx,
+                };
+                let (stop_tx, stop_rx) = watch::channel(false);
+                let task = tokio::spawn(coordinator.run(stop_rx));
+                (None, role_rx, None, Some(stop_tx), Some(task))
+            }
+        };
+    if config.auth.is_open() && keys.signer.is_some() {
         tracing::warn!("no access rules configured: anyone who can reach this port may append");
     }
-    let service = LogService::new(
+    let service = LogService::with_role(
         store,
-        sequencer,
-        signer.public_key().clone(),
+        role_rx,
+        keys.public.clone(),
         config.limits,
         config.auth.clone(),
     );
@@ -104,7 +147,7 @@ pub async fn serve<S: LogStore + Send + Sync + 'static>(
     let local: Option<SocketAddr> = listener.local_addr().ok();
     tracing::info!(
         addr = ?local,
-        log_id = %signer.public_key().log_id(),
+        log_id = %keys.public.log_id(),
         "serving merklog.v1.Log"
     );
     let max_message = config.limits.max_message_bytes();
@@ -127,10 +170,18 @@ pub async fn serve<S: LogStore + Send + Sync + 'static>(
         .add_service(reflection_v1alpha)
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await?;
-    // The transport has stopped and dropped the service, and with it every
-    // sender to the sequencer: it drains what is queued and exits.
+    // The transport has stopped and dropped the service; once the role
+    // sender goes too, nothing holds a sender to the sequencer: it drains
+    // what is queued and exits. A coordinator hands back the lead likewise.
     tracing::info!("transport stopped; waiting for the sequencer to finish its batch");
-    let _ = sequencer_task.await;
+    drop(role_tx);
+    if let Some(task) = sequencer_task {
+        let _ = task.await;
+    }
+    if let (Some(stop), Some(task)) = (stop_coordinator, coordinator_task) {
+        let _ = stop.send(true);
+        let _ = task.await;
+    }
     tracing::info!("shut down cleanly");
     Ok(())
 }

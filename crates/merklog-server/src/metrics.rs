@@ -21,6 +21,9 @@ pub const STORAGE_ERRORS: &str = "merklog_storage_errors_total";
 /// Requests refused for missing or insufficient credentials, by reason.
 pub const AUTH_FAILURES: &str = "merklog_auth_failures_total";
 
+/// 1 while this instance holds the leader lock and sequences, else 0.
+pub const LEADER: &str = "merklog_leader";
+
 /// Describes every metric, for the exporter's `# HELP` lines.
 pub fn describe() {
     metrics::describe_counter!(APPENDED_ENTRIES, "Entries newly appended to the log");
@@ -35,6 +38,7 @@ pub fn describe() {
     metrics::describe_gauge!(QUEUE_DEPTH, "Entries waiting for the sequencer");
     metrics::describe_counter!(STORAGE_ERRORS, "Storage calls that failed");
     metrics::describe_counter!(AUTH_FAILURES, "Requests refused by access control");
+    metrics::describe_gauge!(LEADER, "1 while this instance sequences appends");
 }
 
 pub(crate) fn batch_committed(entries: usize, took: Duration, tree_size: u64) {
@@ -58,4 +62,8 @@ pub(crate) fn append_call(outcome: &'static str) {
 
 pub(crate) fn auth_failure(reason: &'static str) {
     metrics::counter!(AUTH_FAILURES, "reason" => reason).increment(1);
+}
+
+pub(crate) fn leader(leading: bool) {
+    metrics::gauge!(LEADER).set(if leading { 1.0 } else { 0.0 });
 }

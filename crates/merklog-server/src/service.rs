@@ -10,17 +10,19 @@ use merklog_proto::v1::{self, get_inclusion_proof_request::Leaf, log_server::Log
 use merklog_proto::{hash_from_wire, hashes_to_wire, sth_to_wire};
 use merklog_sth::{LogId, PublicKey, SignedTreeHead};
 use merklog_storage::LogStore;
+use tokio::sync::watch;
 use tonic::{Request, Response, Status};
 
 use crate::auth::{Access, AuthConfig};
 use crate::config::Limits;
+use crate::leadership::InstanceRole;
 use crate::sequencer::SequencerHandle;
 use crate::status::ServiceError;
 
 /// The gRPC service over a store and a sequencer.
 pub struct LogService<S> {
     store: Arc<S>,
-    sequencer: SequencerHandle,
+    role: watch::Receiver<InstanceRole>,
     public_key: PublicKey,
     log_id: LogId,
     limits: Limits,
@@ -28,7 +30,8 @@ pub struct LogService<S> {
 }
 
 impl<S: LogStore + Send + Sync + 'static> LogService<S> {
-    /// Returns the service; `public_key` is the key the sequencer signs with.
+    /// Returns the service of the only instance, appending through
+    /// `sequencer`; `public_key` is the key the sequencer signs with.
     pub fn new(
         store: Arc<S>,
         sequencer: SequencerHandle,
@@ -36,10 +39,23 @@ impl<S: LogStore + Send + Sync + 'static> LogService<S> {
         limits: Limits,
         auth: AuthConfig,
     ) -> Self {
+        let (_, role) = watch::channel(InstanceRole::Leader(sequencer));
+        Self::with_role(store, role, public_key, limits, auth)
+    }
+
+    /// Returns the service of an instance whose role may change: `role`
+    /// says at each request whether it appends or follows.
+    pub fn with_role(
+        store: Arc<S>,
+        role: watch::Receiver<InstanceRole>,
+        public_key: PublicKey,
+        limits: Limits,
+        auth: AuthConfig,
+    ) -> Self {
         let log_id = public_key.log_id();
         LogService {
             store,
-            sequencer,
+            role,
             public_key,
             log_id,
             limits,
@@ -62,6 +78,15 @@ impl<S: LogStore + Send + Sync + 'static> LogService<S> {
         sth_to_wire(sth, &self.log_id)
     }
 
+    /// The latest signed tree head this instance serves.
+    fn latest(&self) -> Result<SignedTreeHead, ServiceError> {
+        self.role.borrow().latest().ok_or_else(|| {
+            ServiceError::Unavailable(
+                "the log has no signed tree head yet: no leader has started it".into(),
+            )
+        })
+    }
+
     /// Resolves a requested tree size (0 = latest) against the latest head;
     /// returns the size and, when the log signed a head at that size, the head.
     async fn resolve_size(
@@ -69,7 +94,7 @@ impl<S: LogStore + Send + Sync + 'static> LogService<S> {
         requested: u64,
         field: &str,
     ) -> Result<(u64, Option<SignedTreeHead>), ServiceError> {
-        let latest = self.sequencer.latest();
+        let latest = self.latest()?;
         let size = latest.head.tree_size;
         if requested == 0 || requested == size {
             return Ok((size, Some(latest)));
@@ -194,7 +219,9 @@ impl<S: LogStore + Send + Sync + 'static> LogService<S> {
         req: v1::AppendRequest,
     ) -> Result<v1::AppendResponse, ServiceError> {
         self.check_entries(&req.entries)?;
-        let committed = self.sequencer.append(req.entries).await?;
+        // Cloned out of the watch: a borrow must not be held across awaits.
+        let sequencer = self.role.borrow().sequencer()?;
+        let committed = sequencer.append(req.entries).await?;
         let proofs = committed.proofs(self.store.as_ref()).await?;
         Ok(v1::AppendResponse {
             entries: committed
@@ -281,7 +308,7 @@ impl<S: LogStore + Send + Sync + 'static> LogService<S> {
         &self,
         req: v1::GetEntriesRequest,
     ) -> Result<v1::GetEntriesResponse, ServiceError> {
-        let size = self.sequencer.latest().head.tree_size;
+        let size = self.latest()?.head.tree_size;
         let (start, end) = (req.start, req.end);
         if end <= start {
             return Err(ServiceError::invalid(
@@ -391,7 +418,7 @@ impl<S: LogStore + Send + Sync + 'static> Log for LogService<S> {
         request: Request<v1::GetSignedTreeHeadRequest>,
     ) -> Result<Response<v1::SignedTreeHead>, Status> {
         self.authorize(&request, "GetSignedTreeHead", Access::Read)?;
-        Ok(Response::new(self.wire_sth(&self.sequencer.latest())))
+        Ok(Response::new(self.wire_sth(&self.latest()?)))
     }
 
     async fn get_inclusion_proof(

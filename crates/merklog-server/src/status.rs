@@ -30,6 +30,13 @@ pub enum ServiceError {
     /// Known credentials that do not allow this method.
     #[error("permission denied: {0}")]
     PermissionDenied(String),
+    /// This instance does not sequence appends: another does, or none for
+    /// the moment (it took over seconds ago or is about to).
+    #[error("{}", not_leader_message(leader.as_deref(), *read_only))]
+    NotLeader {
+        leader: Option<String>,
+        read_only: bool,
+    },
     /// Stored data is missing or malformed: the store needs `verify-store`.
     #[error("stored log is damaged: {0}")]
     DataLoss(String),
@@ -53,6 +60,23 @@ impl ServiceError {
     }
 }
 
+fn not_leader_message(leader: Option<&str>, read_only: bool) -> String {
+    let here = if read_only {
+        "this instance is read-only and takes no appends"
+    } else {
+        "this instance is a follower and takes no appends"
+    };
+    match leader {
+        Some(address) => format!("{here}; send them to the leader at {address}"),
+        None if read_only => format!("{here}; send them to the leader"),
+        None => format!("{here}; no instance leads right now, retry in a few seconds"),
+    }
+}
+
+/// The response header naming the leader on a NotLeader refusal, so that a
+/// client can redirect without parsing the message.
+pub const LEADER_HEADER: &str = "merklog-leader";
+
 impl From<StorageError> for ServiceError {
     fn from(e: StorageError) -> Self {
         match e {
@@ -71,18 +95,55 @@ impl From<ServiceError> for Status {
             ServiceError::OutOfRange { .. } => Code::OutOfRange,
             ServiceError::NotFound(_) => Code::NotFound,
             ServiceError::Overloaded { .. } => Code::ResourceExhausted,
-            ServiceError::Unavailable(_) => Code::Unavailable,
+            ServiceError::Unavailable(_) | ServiceError::NotLeader { .. } => Code::Unavailable,
             ServiceError::Unauthenticated(_) => Code::Unauthenticated,
             ServiceError::PermissionDenied(_) => Code::PermissionDenied,
             ServiceError::DataLoss(_) => Code::DataLoss,
         };
-        Status::new(code, e.to_string())
+        let mut status = Status::new(code, e.to_string());
+        if let ServiceError::NotLeader {
+            leader: Some(address),
+            ..
+        } = &e
+        {
+            if let Ok(value) = address.parse() {
+                status.metadata_mut().insert(LEADER_HEADER, value);
+            }
+        }
+        status
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_follower_names_the_leader_in_message_and_header() {
+        let s: Status = ServiceError::NotLeader {
+            leader: Some("http://log-2:7300".into()),
+            read_only: false,
+        }
+        .into();
+        assert_eq!(s.code(), Code::Unavailable);
+        assert_eq!(
+            s.message(),
+            "this instance is a follower and takes no appends; send them to the leader at http://log-2:7300"
+        );
+        assert_eq!(
+            s.metadata().get(LEADER_HEADER).unwrap().to_str().unwrap(),
+            "http://log-2:7300"
+        );
+        let s: Status = ServiceError::NotLeader {
+            leader: None,
+            read_only: false,
+        }
+        .into();
+        assert!(s
+            .message()
+            .ends_with("no instance leads right now, retry in a few seconds"));
+        assert!(s.metadata().get(LEADER_HEADER).is_none());
+    }
 
     #[test]
     fn codes_and_messages() {

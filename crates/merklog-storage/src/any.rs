@@ -4,8 +4,8 @@ use merklog_merkle::{Hash, NodeId};
 use merklog_sth::{SignedTreeHead, TreeHead};
 
 use crate::{
-    Batch, Entry, LeafNodes, LogStore, PgStore, Result, SqliteStore, StorageError,
-    DEFAULT_SQLITE_PATH,
+    Batch, Entry, LeaderLease, LeaderTerm, LeafNodes, LogStore, PgStore, Result, SqliteStore,
+    StorageError, DEFAULT_SQLITE_PATH,
 };
 
 /// Either backend, so the service can pick one from its configuration.
@@ -100,5 +100,13 @@ impl LogStore for AnyStore {
 
     async fn leaves_with_nodes(&self, start: u64, end: u64) -> Result<Vec<LeafNodes>> {
         delegate!(self, s => s.leaves_with_nodes(start, end))
+    }
+
+    async fn try_lead(&self, address: &str) -> Result<Option<LeaderLease>> {
+        delegate!(self, s => s.try_lead(address))
+    }
+
+    async fn leader_term(&self) -> Result<Option<LeaderTerm>> {
+        delegate!(self, s => s.leader_term())
     }
 }

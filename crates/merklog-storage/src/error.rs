@@ -65,6 +65,13 @@ pub enum StorageError {
     /// The URL, path or connection options are not usable.
     #[error("bad storage configuration: {reason}")]
     Config { reason: String },
+    /// The leader lock is no longer held (or its holder cannot tell): this
+    /// instance must stop sequencing.
+    #[error("the leader lock was lost: {reason}")]
+    LeaseLost { reason: String },
+    /// The backend cannot do this (several instances need PostgreSQL).
+    #[error("not supported by this store: {what}")]
+    Unsupported { what: String },
     /// Any other database error, kept whole for the logs.
     #[error("database error: {source}")]
     Database {

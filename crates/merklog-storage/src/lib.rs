@@ -26,6 +26,7 @@
 mod any;
 mod batch;
 mod error;
+mod leader;
 mod postgres;
 mod sqlite;
 #[cfg(feature = "testing")]
@@ -39,6 +40,7 @@ use merklog_sth::{SignedTreeHead, TreeHead};
 pub use any::AnyStore;
 pub use batch::{Batch, Entry, LeafNodes, NewLeaf};
 pub use error::{Result, StorageError};
+pub use leader::{LeaderLease, LeaderTerm, LEADER_LOCK_KEY};
 pub use postgres::PgStore;
 pub use sqlite::{SqliteStore, DEFAULT_SQLITE_PATH};
 
@@ -127,4 +129,30 @@ pub trait LogStore: Send + Sync {
         start: u64,
         end: u64,
     ) -> impl Future<Output = Result<Vec<LeafNodes>>> + Send;
+
+    /// Tries to become the one instance that sequences this log, recording
+    /// `address` as where clients reach it; `None` while another holds the
+    /// lead. Only PostgreSQL supports several instances.
+    ///
+    /// # Errors
+    /// [`StorageError::Unsupported`] on a backend without leader election;
+    /// [`StorageError::Unavailable`] when the database cannot be reached.
+    fn try_lead(&self, address: &str) -> impl Future<Output = Result<Option<LeaderLease>>> + Send {
+        let _ = address;
+        async { Err(unsupported_leadership()) }
+    }
+
+    /// Returns the latest leader term, if an instance ever led this log.
+    ///
+    /// # Errors
+    /// As [`LogStore::try_lead`].
+    fn leader_term(&self) -> impl Future<Output = Result<Option<LeaderTerm>>> + Send {
+        async { Err(unsupported_leadership()) }
+    }
+}
+
+fn unsupported_leadership() -> StorageError {
+    StorageError::Unsupported {
+        what: "several instances on one log (leader election needs PostgreSQL)".into(),
+    }
 }

@@ -14,7 +14,7 @@ use crate::batch::{
     clamp_range, from_i64, hash_from_db, leaf_nodes_from_row, node_from_row, node_location, rows,
     to_i64, MAX_STORED,
 };
-use crate::{Batch, Entry, LeafNodes, LogStore, Result, StorageError};
+use crate::{Batch, Entry, LeaderLease, LeaderTerm, LeafNodes, LogStore, Result, StorageError};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/postgres");
 
@@ -301,5 +301,13 @@ impl LogStore for PgStore {
         .fetch_all(&self.pool)
         .await?;
         rows.into_iter().map(leaf_nodes_from_row).collect()
+    }
+
+    async fn try_lead(&self, address: &str) -> Result<Option<LeaderLease>> {
+        LeaderLease::try_acquire(&self.pool.connect_options(), address).await
+    }
+
+    async fn leader_term(&self) -> Result<Option<LeaderTerm>> {
+        crate::leader::latest_term(&self.pool).await
     }
 }

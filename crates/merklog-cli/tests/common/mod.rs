@@ -6,7 +6,11 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
+use merklog_merkle::{leaf_hash, merkle_tree_hash, verify_consistency, verify_inclusion, Hash};
 use merklog_proto::v1::{self, log_client::LogClient};
+use merklog_proto::{hash_from_wire, hashes_from_wire, required_sth};
+use merklog_sth::{PublicKey, SignedTreeHead};
+use tonic::transport::Channel;
 
 /// A `merklog serve` process, killed when dropped.
 pub struct Server {
@@ -24,7 +28,18 @@ pub fn free_port() -> u16 {
 /// Starts `merklog serve` on a free port with `extra` arguments and waits
 /// until it answers.
 pub async fn start_with(database_url: &str, key: &Path, log: &Path, extra: &[&str]) -> Server {
-    let port = free_port();
+    start_on(free_port(), database_url, key, log, extra).await
+}
+
+/// Starts `merklog serve` on `port` as [`start_with`] does. `key` is passed
+/// as `--key` unless `extra` names a `--public-key`.
+pub async fn start_on(
+    port: u16,
+    database_url: &str,
+    key: &Path,
+    log: &Path,
+    extra: &[&str],
+) -> Server {
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -33,8 +48,11 @@ pub async fn start_with(database_url: &str, key: &Path, log: &Path, extra: &[&st
     let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_merklog"))
         .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
         .args(["--database-url", database_url])
-        .arg("--key")
-        .arg(key)
+        .args(if extra.contains(&"--public-key") {
+            vec![]
+        } else {
+            vec!["--key".as_ref(), key.as_os_str()]
+        })
         .args(extra)
         .stdout(Stdio::from(log.try_clone().unwrap()))
         .stderr(Stdio::from(log))
@@ -59,4 +77,122 @@ pub async fn start_with(database_url: &str, key: &Path, log: &Path, extra: &[&st
 /// Starts `merklog serve` as [`start_with`] does, with no extra arguments.
 pub async fn start(database_url: &str, key: &Path, log: &Path) -> Server {
     start_with(database_url, key, log, &[]).await
+}
+
+/// What writers saw acknowledged: each entry with its index, and each head.
+#[derive(Default)]
+pub struct Seen {
+    pub acknowledged: Vec<(u64, Vec<u8>)>,
+    pub heads: Vec<SignedTreeHead>,
+}
+
+impl Seen {
+    pub fn record(&mut self, index: u64, entry: Vec<u8>, head: SignedTreeHead) {
+        self.acknowledged.push((index, entry));
+        self.heads.push(head);
+    }
+}
+
+/// Appends one entry and checks the answer: the head is signed by `key` and
+/// the proof places the entry under it. Returns the index and head; a
+/// refusal is returned, a wrong answer panics.
+pub async fn append_one(
+    client: &mut LogClient<Channel>,
+    key: &PublicKey,
+    entry: Vec<u8>,
+) -> Result<(u64, SignedTreeHead), tonic::Status> {
+    let resp = client
+        .append(v1::AppendRequest {
+            entries: vec![entry.clone()],
+        })
+        .await?
+        .into_inner();
+    let sth = required_sth(resp.tree_head.as_ref(), "tree_head").unwrap();
+    key.verify(&sth).expect("acknowledged head is signed");
+    let e = &resp.entries[0];
+    let proof = hashes_from_wire(&e.inclusion_proof, "proof").unwrap();
+    verify_inclusion(
+        e.leaf_index,
+        sth.head.tree_size,
+        &leaf_hash(&entry),
+        &proof,
+        &sth.head.root_hash,
+    )
+    .expect("acknowledged proof verifies");
+    Ok((e.leaf_index, sth))
+}
+
+/// Checks the log `client` serves against what was seen: it recomputes to
+/// its signed head, every acknowledged entry is at its index, and every head
+/// seen is consistent with the latest.
+pub async fn check_log(client: &mut LogClient<Channel>, key: &PublicKey, seen: &Seen) {
+    let latest = client
+        .get_signed_tree_head(v1::GetSignedTreeHeadRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    let latest = required_sth(Some(&latest), "tree_head").unwrap();
+    key.verify(&latest).unwrap();
+    let n = latest.head.tree_size;
+
+    let mut leaves: Vec<Hash> = Vec::with_capacity(n as usize);
+    let mut data: Vec<Vec<u8>> = Vec::with_capacity(n as usize);
+    while (leaves.len() as u64) < n {
+        let start = leaves.len() as u64;
+        let page = client
+            .get_entries(v1::GetEntriesRequest {
+                start,
+                end: (start + 1000).min(n),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        for e in page.entries {
+            assert_eq!(
+                hash_from_wire(&e.leaf_hash, "leaf_hash").unwrap(),
+                leaf_hash(&e.data)
+            );
+            leaves.push(leaf_hash(&e.data));
+            data.push(e.data);
+        }
+    }
+    assert_eq!(
+        merkle_tree_hash(&leaves),
+        latest.head.root_hash,
+        "the log recomputes to its head"
+    );
+
+    for (index, entry) in &seen.acknowledged {
+        assert!(
+            *index < n,
+            "acknowledged index {index} is beyond the final size {n}"
+        );
+        assert_eq!(
+            &data[*index as usize], entry,
+            "acknowledged entry moved or changed"
+        );
+    }
+    for head in &seen.heads {
+        assert!(
+            head.head.tree_size <= n,
+            "a head seen is larger than the final one"
+        );
+        let proof = client
+            .get_consistency_proof(v1::GetConsistencyProofRequest {
+                first_size: head.head.tree_size,
+                second_size: n,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let proof = hashes_from_wire(&proof.proof, "proof").unwrap();
+        verify_consistency(
+            head.head.tree_size,
+            n,
+            &head.head.root_hash,
+            &latest.head.root_hash,
+            &proof,
+        )
+        .unwrap_or_else(|e| panic!("head of size {} forked: {e}", head.head.tree_size));
+    }
 }

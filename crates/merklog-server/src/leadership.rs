@@ -1,0 +1,262 @@
+//! Who sequences: this instance alone, whichever of several instances holds
+//! the leader lock, or nobody here (a read-only instance).
+//!
+//! The service reads the current [`InstanceRole`] from a watch channel for every
+//! request: a leader appends through its sequencer, a follower refuses
+//! appends with UNAVAILABLE naming the leader, and both serve reads. A
+//! follower learns the latest signed tree head by polling the store and
+//! checking the head's signature before serving it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use merklog_sth::{LogSigner, PublicKey, SignedTreeHead};
+use merklog_storage::{LeaderLease, LogStore};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::clock::Clock;
+use crate::config::SequencerConfig;
+use crate::sequencer::{Sequencer, SequencerHandle, StartupError};
+use crate::status::ServiceError;
+
+/// What this instance does with appends right now.
+#[derive(Clone)]
+pub enum InstanceRole {
+    /// This instance sequences: appends go to its sequencer.
+    Leader(SequencerHandle),
+    /// Another instance sequences, or none does for the moment; this one
+    /// serves reads of what is committed.
+    Follower(FollowerView),
+}
+
+/// What a follower knows of the log and its leader.
+#[derive(Clone, Debug)]
+pub struct FollowerView {
+    /// The latest signed tree head read from the store, signature checked;
+    /// `None` until a leader has started the log.
+    pub latest: Option<SignedTreeHead>,
+    /// Where the leader is, when one holds the lock.
+    pub leader: Option<String>,
+    /// This instance never sequences (`--read-only`).
+    pub read_only: bool,
+}
+
+impl InstanceRole {
+    /// Returns the latest signed tree head this instance serves.
+    pub fn latest(&self) -> Option<SignedTreeHead> {
+        match self {
+            InstanceRole::Leader(sequencer) => Some(sequencer.latest()),
+            InstanceRole::Follower(view) => view.latest.clone(),
+        }
+    }
+
+    /// Returns the sequencer to append through, or why there is none here.
+    ///
+    /// # Errors
+    /// [`ServiceError::NotLeader`] on a follower.
+    pub fn sequencer(&self) -> Result<SequencerHandle, ServiceError> {
+        match self {
+            InstanceRole::Leader(sequencer) => Ok(sequencer.clone()),
+            InstanceRole::Follower(view) => Err(ServiceError::NotLeader {
+                leader: view.leader.clone(),
+                read_only: view.read_only,
+            }),
+        }
+    }
+}
+
+/// The log's keys as one instance holds them: a read-only instance needs
+/// only the public key.
+#[derive(Clone)]
+pub struct LogKeys {
+    pub public: PublicKey,
+    pub signer: Option<LogSigner>,
+}
+
+impl From<LogSigner> for LogKeys {
+    fn from(signer: LogSigner) -> Self {
+        LogKeys {
+            public: signer.public_key().clone(),
+            signer: Some(signer),
+        }
+    }
+}
+
+impl From<PublicKey> for LogKeys {
+    fn from(public: PublicKey) -> Self {
+        LogKeys {
+            public,
+            signer: None,
+        }
+    }
+}
+
+/// How often a follower polls the store, and a leader checks its lock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Polling {
+    pub interval: Duration,
+}
+
+impl Default for Polling {
+    fn default() -> Self {
+        Polling {
+            interval: Duration::from_millis(500),
+        }
+    }
+}
+
+/// Reads the latest stored head, if any, and checks it was signed by `key`.
+///
+/// # Errors
+/// [`StartupError::Storage`] when the store cannot be read;
+/// [`StartupError::Inconsistent`] when the head is not signed by `key`.
+pub async fn read_verified_head<S: LogStore>(
+    store: &S,
+    key: &PublicKey,
+) -> Result<Option<SignedTreeHead>, StartupError> {
+    let Some(head) = store.latest_tree_head().await? else {
+        return Ok(None);
+    };
+    key.verify(&head).map_err(|e| {
+        StartupError::Inconsistent(format!(
+            "the latest tree head (size {}) is not signed by the log key (log ID {}): {e}",
+            head.head.tree_size,
+            key.log_id()
+        ))
+    })?;
+    Ok(Some(head))
+}
+
+/// Everything a follower or candidate leader needs.
+pub(crate) struct Coordinator<S> {
+    pub store: Arc<S>,
+    pub key: PublicKey,
+    /// `None` on a read-only instance: it can never lead.
+    pub signer: Option<LogSigner>,
+    pub clock: Arc<dyn Clock>,
+    pub sequencer: SequencerConfig,
+    pub advertise: String,
+    pub polling: Polling,
+    pub role: watch::Sender<InstanceRole>,
+}
+
+impl<S: LogStore + Send + Sync + 'static> Coordinator<S> {
+    /// Follows, and leads whenever it holds the lock, until `stop` turns
+    /// true; then hands back the lead and lets the batch in flight finish.
+    pub async fn run(self, mut stop: watch::Receiver<bool>) {
+        loop {
+            if *stop.borrow() {
+                return;
+            }
+            if let Some(signer) = &self.signer {
+                match self.store.try_lead(&self.advertise).await {
+                    Ok(Some(lease)) => {
+                        self.lead(signer.clone(), lease, &mut stop).await;
+                        continue;
+                    }
+                    Ok(None) => {}
+                    Err(e) => tracing::warn!(error = %e, "cannot try for the leader lock"),
+                }
+            }
+            self.refresh_view().await;
+            tokio::select! {
+                _ = stop.changed() => {}
+                () = tokio::time::sleep(self.polling.interval) => {}
+            }
+        }
+    }
+
+    /// Publishes the latest stored head and the leader's address.
+    async fn refresh_view(&self) {
+        let latest = match read_verified_head(self.store.as_ref(), &self.key).await {
+            Ok(head) => head,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot refresh the latest tree head");
+                None
+            }
+        };
+        let leader = match self.store.leader_term().await {
+            Ok(term) => term.and_then(|t| {
+                // A replica sees no locks: it names the last known leader.
+                (t.lock_held || self.signer.is_none()).then_some(t.address)
+            }),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the leader's address");
+                None
+            }
+        };
+        let read_only = self.signer.is_none();
+        self.role.send_modify(|role| {
+            let latest = latest.or_else(|| role.latest());
+            *role = InstanceRole::Follower(FollowerView {
+                latest,
+                leader,
+                read_only,
+            });
+        });
+    }
+
+    /// Sequences while `lease` holds; returns when it is lost or `stop`
+    /// turns true.
+    async fn lead(
+        &self,
+        signer: LogSigner,
+        mut lease: LeaderLease,
+        stop: &mut watch::Receiver<bool>,
+    ) {
+        let term = lease.term();
+        let started = Sequencer::start(
+            self.store.clone(),
+            signer,
+            self.clock.clone(),
+            self.sequencer.clone(),
+        )
+        .await;
+        let (handle, task): (SequencerHandle, JoinHandle<()>) = match started {
+            Ok(started) => started,
+            Err(e) => {
+                tracing::error!(term, error = %e, "took the leader lock but cannot sequence; giving it up");
+                lease.release().await;
+                tokio::select! {
+                    _ = stop.changed() => {}
+                    () = tokio::time::sleep(self.polling.interval) => {}
+                }
+                return;
+            }
+        };
+        tracing::info!(term, address = %self.advertise, tree_size = handle.latest().head.tree_size, "leading: this instance sequences appends");
+        crate::metrics::leader(true);
+        self.role.send_replace(InstanceRole::Leader(handle.clone()));
+        let stopping = loop {
+            tokio::select! {
+                _ = stop.changed() => break true,
+                () = tokio::time::sleep(self.polling.interval) => {
+                    if let Err(e) = lease.check().await {
+                        tracing::error!(term, error = %e, "lost the lead; no more appends here");
+                        break false;
+                    }
+                }
+            }
+        };
+        crate::metrics::leader(false);
+        self.role.send_replace(InstanceRole::Follower(FollowerView {
+            latest: Some(handle.latest()),
+            leader: None,
+            read_only: false,
+        }));
+        drop(handle);
+        if stopping {
+            // Let the batch in flight commit and answer its callers before
+            // the lock goes: the next leader starts from what is committed.
+            let _ = task.await;
+        } else {
+            // Another instance may lead already: stop at once. A commit cut
+            // short is rolled back, or refused by the schema if it races the
+            // new leader's first batch.
+            task.abort();
+            let _ = task.await;
+        }
+        lease.release().await;
+    }
+}
