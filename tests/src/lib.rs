@@ -1,5 +1,8 @@
 //! Shared harness for the end-to-end tests: an in-process server on a real
-//! TCP port, and a gRPC client connected to it.
+//! TCP port, and a gRPC client connected to it; with [`pki`], certificates
+//! for TLS made at test time.
+
+pub mod pki;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -10,13 +13,15 @@ use merklog_sth::LogSigner;
 use merklog_storage::LogStore;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
-use tonic::transport::Channel;
+use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 
 /// A server running in this process until [`TestServer::stop`] or drop.
 pub struct TestServer {
     pub addr: SocketAddr,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<Result<(), merklog_server::ServeError>>>,
+    /// How [`TestServer::client`] connects to a TLS server.
+    tls: Option<ClientTlsConfig>,
 }
 
 impl TestServer {
@@ -29,6 +34,29 @@ impl TestServer {
         store: Arc<S>,
         signer: LogSigner,
         config: ServerConfig,
+    ) -> anyhow::Result<Self> {
+        Self::start_with_client_tls(store, signer, config, None).await
+    }
+
+    /// Starts a server as [`TestServer::start`] does, with `config.tls` set;
+    /// [`TestServer::client`] (and the readiness check) connect with `tls`.
+    ///
+    /// # Errors
+    /// Whatever [`merklog_server::serve`] fails with before it serves.
+    pub async fn start_tls<S: LogStore + 'static>(
+        store: Arc<S>,
+        signer: LogSigner,
+        config: ServerConfig,
+        tls: ClientTlsConfig,
+    ) -> anyhow::Result<Self> {
+        Self::start_with_client_tls(store, signer, config, Some(tls)).await
+    }
+
+    async fn start_with_client_tls<S: LogStore + 'static>(
+        store: Arc<S>,
+        signer: LogSigner,
+        config: ServerConfig,
+        tls: Option<ClientTlsConfig>,
     ) -> anyhow::Result<Self> {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
@@ -47,6 +75,7 @@ impl TestServer {
             addr,
             stop: Some(stop),
             task: Some(task),
+            tls,
         };
         server.wait_ready().await
     }
@@ -60,7 +89,7 @@ impl TestServer {
                     Ok(()) => anyhow::bail!("server stopped during start-up"),
                 };
             }
-            if let Ok(mut client) = LogClient::connect(self.url()).await {
+            if let Ok(mut client) = self.client().await {
                 let req = merklog_proto::v1::GetSignedTreeHeadRequest {};
                 // Any answer but UNAVAILABLE (an access refusal, say) means
                 // the service is up.
@@ -75,17 +104,23 @@ impl TestServer {
         anyhow::bail!("server did not become ready within 10 s")
     }
 
-    /// Returns the server's URL.
+    /// Returns the server's URL: `https://` when it was started with TLS.
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
     }
 
-    /// Connects a new gRPC client.
+    /// Connects a new gRPC client (over TLS, as given to
+    /// [`TestServer::start_tls`]).
     ///
     /// # Errors
     /// When the connection fails.
     pub async fn client(&self) -> anyhow::Result<LogClient<Channel>> {
-        Ok(LogClient::connect(self.url()).await?)
+        let mut endpoint = Endpoint::from_shared(self.url())?;
+        if let Some(tls) = &self.tls {
+            endpoint = endpoint.tls_config(tls.clone())?;
+        }
+        Ok(LogClient::new(endpoint.connect().await?))
     }
 
     /// Stops the server gracefully and returns how `serve` ended.

@@ -173,6 +173,9 @@ async fn client_sends_its_bearer_token() {
         public_key: scratch.key_file(&key),
         state: None,
         token: Some("writer-token".into()),
+        tls_ca: None,
+        tls_cert: None,
+        tls_key: None,
     };
     let append = |log: merklog_cli::client::LogArgs| merklog_cli::client::append::AppendArgs {
         log,

@@ -29,7 +29,7 @@ use merklog_storage::AnyStore;
 use rand::SeedableRng;
 use serde::Serialize;
 use tokio::sync::oneshot;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
 use crate::baseline::Baseline;
 use crate::load::{Pace, ReadKind, Shared};
@@ -60,6 +60,16 @@ struct Args {
     /// append); sent on every call as `authorization: Bearer <token>`.
     #[arg(long, env = "MERKLOG_TOKEN", hide_env_values = true)]
     token: Option<String>,
+    /// The CA certificate(s) (PEM) to trust for an https:// --server.
+    #[arg(long, env = "MERKLOG_TLS_CA")]
+    tls_ca: Option<std::path::PathBuf>,
+    /// A client certificate chain (PEM), for a server that requires mutual
+    /// TLS; needs --tls-key and --tls-ca.
+    #[arg(long, env = "MERKLOG_TLS_CERT", requires_all = ["tls_key", "tls_ca"])]
+    tls_cert: Option<std::path::PathBuf>,
+    /// The private key (PEM) of --tls-cert.
+    #[arg(long, env = "MERKLOG_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<std::path::PathBuf>,
     /// HTTP/2 connections to the server; calls are spread over them.
     #[arg(long, default_value_t = 4)]
     connections: usize,
@@ -177,11 +187,35 @@ async fn spawn_server(args: &Args, url: &str) -> anyhow::Result<(String, Spawned
     Ok((format!("http://{addr}"), Spawned { stop, task }))
 }
 
-async fn connect(url: &str, connections: usize) -> anyhow::Result<Vec<LogClient<Channel>>> {
-    let endpoint = Endpoint::from_shared(url.to_owned())
+/// Returns the client TLS settings of `args`, if --tls-ca was given.
+fn client_tls(args: &Args) -> anyhow::Result<Option<ClientTlsConfig>> {
+    let read = |path: &std::path::PathBuf| {
+        std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
+    };
+    let Some(ca) = &args.tls_ca else {
+        return Ok(None);
+    };
+    let mut tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(read(ca)?));
+    if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
+        tls = tls.identity(Identity::from_pem(read(cert)?, read(key)?));
+    }
+    Ok(Some(tls))
+}
+
+async fn connect(
+    url: &str,
+    connections: usize,
+    tls: Option<ClientTlsConfig>,
+) -> anyhow::Result<Vec<LogClient<Channel>>> {
+    let mut endpoint = Endpoint::from_shared(url.to_owned())
         .context("not a server URL")?
         .tcp_nodelay(true)
         .connect_timeout(Duration::from_secs(5));
+    if let Some(tls) = tls {
+        endpoint = endpoint
+            .tls_config(tls)
+            .context("the TLS settings are not usable")?;
+    }
     let mut clients = Vec::new();
     let started = Instant::now();
     while clients.len() < connections.max(1) {
@@ -354,7 +388,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .map(|t| format!("Bearer {t}").parse())
         .transpose()
         .context("the token is not a valid header value")?;
-    let clients = connect(&url, args.connections).await?;
+    let clients = connect(&url, args.connections, client_tls(&args)?).await?;
     let mut client = clients[0].clone();
     let info = client
         .get_log_info(load::with_token(

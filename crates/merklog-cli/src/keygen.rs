@@ -67,6 +67,36 @@ pub fn token(args: TokenArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+#[derive(clap::Args)]
+pub struct CertFingerprintArgs {
+    /// The client's certificate (PEM); with a chain, the first (leaf)
+    /// certificate counts.
+    pub cert: std::path::PathBuf,
+    /// The client's name, as the access log will show it.
+    #[arg(long, default_value = "CLIENT-NAME")]
+    pub name: String,
+    /// `writer` may append and read; `reader` may only read.
+    #[arg(long, default_value = "writer", value_parser = ["writer", "reader"])]
+    pub role: String,
+}
+
+/// Prints the SHA-256 fingerprint of a client certificate and the
+/// `[[client]]` entry of the `--auth-file` that grants it a role.
+pub fn cert_fingerprint(args: CertFingerprintArgs) -> anyhow::Result<()> {
+    let pem = std::fs::read(&args.cert)
+        .with_context(|| format!("cannot read the certificate {}", args.cert.display()))?;
+    let fingerprint = merklog_server::leaf_fingerprint_from_pem(&pem)
+        .with_context(|| format!("in {}", args.cert.display()))?;
+    println!("sha256 fingerprint (DER): {fingerprint}");
+    println!();
+    println!("add to the auth file (the log needs --tls-client-ca):");
+    println!("[[client]]");
+    println!("name = {:?}", args.name);
+    println!("role = {:?}", args.role);
+    println!("cert_sha256 = {fingerprint:?}");
+    Ok(())
+}
+
 /// Writes `signer`'s key to `path`, readable by its owner only.
 pub fn write_private_key(path: &Path, signer: &LogSigner, overwrite: bool) -> anyhow::Result<()> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {

@@ -26,6 +26,9 @@ enum Command {
     PublicKey(keygen::PublicKeyArgs),
     /// Generate a bearer token for a client and the line that grants it.
     Token(keygen::TokenArgs),
+    /// Print a client certificate's SHA-256 fingerprint and the line that
+    /// grants it a role (with mutual TLS).
+    CertFingerprint(keygen::CertFingerprintArgs),
     #[command(flatten)]
     Client(merklog_cli::client::ClientCommand),
 }
@@ -36,6 +39,7 @@ fn main() -> std::process::ExitCode {
         Command::Serve(args) => serve::run(args),
         Command::Keygen(args) => keygen::run(args),
         Command::Token(args) => keygen::token(args),
+        Command::CertFingerprint(args) => keygen::cert_fingerprint(args),
         Command::PublicKey(args) => keygen::public_key(args),
         // Exit codes of the client commands: 0 ok, 1 verification
         // failure, 2 usage or connection error (docs/FORMATS.md).

@@ -5,6 +5,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use merklog_server::{
     AuthConfig, Deployment, Limits, LogKeys, Polling, SequencerConfig, ServerConfig, SystemClock,
+    TlsConfig, TransportLimits,
 };
 use merklog_storage::AnyStore;
 
@@ -49,6 +50,25 @@ pub struct ServeArgs {
     /// see `merklog token`. Without it, anyone who reaches the port may append.
     #[arg(long, env = "MERKLOG_AUTH_FILE")]
     pub auth_file: Option<PathBuf>,
+    /// How many requests one connection may have in the service at once;
+    /// more are refused at once with RESOURCE_EXHAUSTED.
+    #[arg(long, env = "MERKLOG_MAX_CONCURRENT_REQUESTS_PER_CONNECTION", default_value_t = TransportLimits::default().max_concurrent_requests_per_connection)]
+    pub max_concurrent_requests_per_connection: usize,
+    /// How long a request may run, in milliseconds, before it is answered
+    /// with CANCELLED; a shorter deadline sent by the client wins.
+    #[arg(long, env = "MERKLOG_REQUEST_TIMEOUT_MS", default_value_t = TransportLimits::default().request_timeout.as_millis() as u64)]
+    pub request_timeout_ms: u64,
+    /// Serve gRPC over TLS with this certificate chain (PEM, leaf first);
+    /// needs --tls-key.
+    #[arg(long, env = "MERKLOG_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of --tls-cert.
+    #[arg(long, env = "MERKLOG_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Require clients to present a certificate signed by one of these CA
+    /// certificates (PEM): mutual TLS. Needs --tls-cert and --tls-key.
+    #[arg(long, env = "MERKLOG_TLS_CLIENT_CA", requires = "tls_cert")]
+    pub tls_client_ca: Option<PathBuf>,
     /// Serve Prometheus metrics over HTTP on this address (e.g.
     /// 127.0.0.1:9300); off unless given.
     #[arg(long, env = "MERKLOG_METRICS_LISTEN")]
@@ -149,6 +169,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         }
         None => AuthConfig::open(),
     };
+    let tls = read_tls(&args)?;
     if args.verify_on_start {
         verify_whole_store(&store, &keys.public).await?;
     }
@@ -163,6 +184,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     };
     let config = ServerConfig {
         auth,
+        tls,
+        transport: TransportLimits {
+            max_concurrent_requests_per_connection: args.max_concurrent_requests_per_connection,
+            request_timeout: Duration::from_millis(args.request_timeout_ms),
+        },
         limits: Limits {
             max_entry_bytes: args.max_entry_bytes,
             max_entries_per_append: args.max_entries_per_append,
@@ -198,6 +224,40 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     )
     .await?;
     Ok(())
+}
+
+/// Reads the TLS files named on the command line, if any.
+fn read_tls(args: &ServeArgs) -> anyhow::Result<Option<TlsConfig>> {
+    let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) else {
+        // clap makes --tls-cert and --tls-key come together.
+        return Ok(None);
+    };
+    let read = |path: &PathBuf, what: &str| {
+        std::fs::read(path).with_context(|| format!("cannot read the {what} {}", path.display()))
+    };
+    let client_ca = match &args.tls_client_ca {
+        Some(path) => Some(read(path, "TLS client CA file")?),
+        None => None,
+    };
+    let config = TlsConfig::from_pem(
+        read(cert, "TLS certificate file")?,
+        read(key, "TLS key file")?,
+        client_ca,
+    )
+    .with_context(|| {
+        format!(
+            "in --tls-cert {} / --tls-key {}{}",
+            cert.display(),
+            key.display(),
+            args.tls_client_ca
+                .as_ref()
+                .map_or(String::new(), |ca| format!(
+                    " / --tls-client-ca {}",
+                    ca.display()
+                ))
+        )
+    })?;
+    Ok(Some(config))
 }
 
 /// Rechecks every stored entry, node and head; fails naming what disagrees.

@@ -9,7 +9,7 @@ use merklog_proto::{hash_from_wire, hashes_from_wire};
 use merklog_sth::{LogId, PublicKey};
 use tonic::metadata::AsciiMetadataValue;
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
 use crate::check::{
     check_consistency, check_heads_consistent, check_inclusion, verify_head, VerifiedHead,
@@ -119,6 +119,29 @@ pub struct ProvenConsistency {
     pub second_head: VerifiedHead,
 }
 
+/// What the client trusts and presents on an `https://` connection.
+///
+/// Only the given CA certificates are trusted (no system roots): a log's
+/// certificate is checked against them and against the endpoint's host name
+/// or IP address.
+#[derive(Clone, Default)]
+pub struct ClientTls {
+    /// PEM certificates of the CA(s) that sign the log's certificate.
+    pub ca_pem: Vec<u8>,
+    /// PEM certificate chain and private key presented to a log that
+    /// requires client certificates (mutual TLS).
+    pub identity: Option<(Vec<u8>, Vec<u8>)>,
+}
+
+impl std::fmt::Debug for ClientTls {
+    // The private key stays out of logs.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientTls")
+            .field("client_certificate", &self.identity.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
 /// A client of one log, pinned to its public key.
 ///
 /// It trusts the first head it verifies (or the one in its state file) and,
@@ -155,6 +178,22 @@ impl Client {
     /// [`ClientError::Transport`] when the address is invalid or the log
     /// cannot be reached.
     pub async fn connect(endpoint: &str, key: PublicKey) -> Result<Self> {
+        Self::connect_with_tls(endpoint, key, None).await
+    }
+
+    /// Connects as [`Client::connect`] does; an `https://` endpoint needs
+    /// `tls`, and `tls` needs an `https://` endpoint.
+    ///
+    /// # Errors
+    /// [`ClientError::Input`] when the scheme and `tls` disagree;
+    /// [`ClientError::Transport`] when the log cannot be reached or the TLS
+    /// handshake fails (an untrusted or mismatched certificate, no client
+    /// certificate where one is required).
+    pub async fn connect_with_tls(
+        endpoint: &str,
+        key: PublicKey,
+        tls: Option<&ClientTls>,
+    ) -> Result<Self> {
         let url = if endpoint.contains("://") {
             endpoint.to_owned()
         } else {
@@ -164,9 +203,39 @@ impl Client {
             endpoint: url.clone(),
             reason,
         };
-        let channel = Endpoint::from_shared(url.clone())
+        let mut target = Endpoint::from_shared(url.clone())
             .map_err(|e| transport(e.to_string()))?
-            .connect_timeout(std::time::Duration::from_secs(10))
+            .connect_timeout(std::time::Duration::from_secs(10));
+        let https = url.starts_with("https://");
+        match tls {
+            Some(tls) if https => {
+                let mut config =
+                    ClientTlsConfig::new().ca_certificate(Certificate::from_pem(&tls.ca_pem));
+                if let Some((cert, key)) = &tls.identity {
+                    config = config.identity(Identity::from_pem(cert, key));
+                }
+                target = target
+                    .tls_config(config)
+                    .map_err(|e| transport(source_chain(&e)))?;
+            }
+            Some(_) => {
+                return Err(ClientError::Input {
+                    what: "endpoint".into(),
+                    reason: format!("TLS settings were given, but {url} is not https://"),
+                })
+            }
+            None if https => {
+                return Err(ClientError::Input {
+                    what: "endpoint".into(),
+                    reason: format!(
+                        "{url} needs the CA certificate that signed the log's certificate \
+                         (--tls-ca FILE)"
+                    ),
+                })
+            }
+            None => {}
+        }
+        let channel = target
             .connect()
             .await
             .map_err(|e| transport(source_chain(&e)))?;

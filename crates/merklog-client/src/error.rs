@@ -171,9 +171,22 @@ impl ClientError {
 
 impl From<tonic::Status> for ClientError {
     fn from(status: tonic::Status) -> Self {
+        // A status made on this side from a transport failure says only
+        // "transport error"; the cause (a refused TLS handshake, say) is in
+        // its sources, and the user needs it.
+        let mut message = status.message().to_owned();
+        let mut source = std::error::Error::source(&status);
+        while let Some(s) = source {
+            let text = s.to_string();
+            if !message.ends_with(&text) {
+                message.push_str(": ");
+                message.push_str(&text);
+            }
+            source = s.source();
+        }
         ClientError::Status {
             code: status.code(),
-            message: status.message().to_owned(),
+            message,
         }
     }
 }

@@ -25,8 +25,8 @@ mod state;
 
 pub use check::{verify_head, VerifiedHead};
 pub use client::{
-    AppendReceipt, AppendedEntry, Client, LogEntry, LogInfo, ProvenConsistency, ProvenInclusion,
-    ServedEntry,
+    AppendReceipt, AppendedEntry, Client, ClientTls, LogEntry, LogInfo, ProvenConsistency,
+    ProvenInclusion, ServedEntry,
 };
 pub use error::{ClientError, Result};
 pub use state::TrustState;

@@ -22,6 +22,7 @@ pub enum Deployment {
     /// only the public key.
     ReadOnly,
 }
+use crate::tls::TlsConfig;
 
 /// Bounds on what one request may ask for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,16 +80,43 @@ impl Default for SequencerConfig {
     }
 }
 
+/// Bounds the transport enforces before a request reaches the service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TransportLimits {
+    /// How many requests one connection may have in the service at once;
+    /// further requests on that connection are refused at once with
+    /// RESOURCE_EXHAUSTED. Other connections are not affected.
+    pub max_concurrent_requests_per_connection: usize,
+    /// How long a request may run. A request still running then is answered
+    /// with CANCELLED ("Timeout expired"), as tonic does; a shorter
+    /// `grpc-timeout` sent by the client wins. An append cut off this way
+    /// may still be committed with its batch: retrying it finds it as a
+    /// duplicate.
+    pub request_timeout: Duration,
+}
+
+impl Default for TransportLimits {
+    fn default() -> Self {
+        TransportLimits {
+            max_concurrent_requests_per_connection: 256,
+            request_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
 /// The whole service configuration.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
     pub limits: Limits,
     pub sequencer: SequencerConfig,
+    pub transport: TransportLimits,
     /// Who may append and read; open (anyone) unless configured.
     pub auth: AuthConfig,
     pub deployment: Deployment,
     /// How often followers poll the store and leaders check their lock.
     pub polling: Polling,
+    /// TLS for the listener; plaintext HTTP/2 without it.
+    pub tls: Option<TlsConfig>,
 }
 
 impl Default for ServerConfig {
@@ -96,9 +124,11 @@ impl Default for ServerConfig {
         ServerConfig {
             limits: Limits::default(),
             sequencer: SequencerConfig::default(),
+            transport: TransportLimits::default(),
             auth: AuthConfig::open(),
             deployment: Deployment::Standalone,
             polling: Polling::default(),
+            tls: None,
         }
     }
 }
@@ -137,6 +167,57 @@ impl ServerConfig {
         if s.queue_capacity > u32::MAX as usize {
             return Err(format!("queue capacity must be at most {}", u32::MAX));
         }
+        let t = &self.transport;
+        if t.max_concurrent_requests_per_connection == 0 {
+            return Err("max concurrent requests per connection must be at least 1".into());
+        }
+        if t.request_timeout.is_zero() {
+            return Err("the request timeout must be longer than 0 ms".into());
+        }
+        // Without a client CA no client presents a certificate, so such
+        // entries could never match: the operator meant to turn on mTLS.
+        if self.auth.has_certificate_clients() && !self.tls.as_ref().is_some_and(|t| t.is_mutual())
+        {
+            return Err(
+                "the auth file grants roles to client certificates (cert_sha256), \
+                 which needs mutual TLS: give --tls-client-ca with --tls-cert and --tls-key"
+                    .into(),
+            );
+        }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transport_limits_must_be_positive() {
+        let mut config = ServerConfig::default();
+        assert!(config.validate().is_ok());
+        config.transport.max_concurrent_requests_per_connection = 0;
+        let e = config.validate().unwrap_err();
+        assert!(e.contains("concurrent requests"), "{e}");
+        config.transport = TransportLimits {
+            request_timeout: Duration::ZERO,
+            ..TransportLimits::default()
+        };
+        let e = config.validate().unwrap_err();
+        assert!(e.contains("request timeout"), "{e}");
+    }
+
+    #[test]
+    fn certificate_clients_need_mutual_tls() {
+        let config = ServerConfig {
+            auth: AuthConfig::from_toml(&format!(
+                "[[client]]\nname = \"box\"\nrole = \"writer\"\ncert_sha256 = \"{}\"\n",
+                "ab".repeat(32)
+            ))
+            .unwrap(),
+            ..ServerConfig::default()
+        };
+        let e = config.validate().unwrap_err();
+        assert!(e.contains("--tls-client-ca"), "{e}");
     }
 }

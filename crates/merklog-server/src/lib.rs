@@ -19,6 +19,7 @@ pub mod metrics;
 pub mod sequencer;
 pub mod service;
 pub mod status;
+pub mod tls;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -33,11 +34,12 @@ use tokio_stream::StreamExt;
 
 pub use auth::{token_hash, AuthConfig, Role};
 pub use clock::{Clock, SystemClock};
-pub use config::{Deployment, Limits, SequencerConfig, ServerConfig};
+pub use config::{Deployment, Limits, SequencerConfig, ServerConfig, TransportLimits};
 use leadership::{read_verified_head, Coordinator, FollowerView};
 pub use leadership::{InstanceRole, LogKeys, Polling};
 pub use sequencer::{Sequencer, StartupError};
 pub use service::LogService;
+pub use tls::{cert_fingerprint, leaf_fingerprint_from_pem, TlsConfig, TlsInputError};
 
 /// Everything that stops the server from running.
 #[derive(Debug, thiserror::Error)]
@@ -54,6 +56,23 @@ pub enum ServeError {
     /// The configuration is inconsistent.
     #[error("invalid configuration: {0}")]
     Config(String),
+}
+
+/// Returns the transport with the TLS and per-connection limits of `config`.
+fn transport_builder(config: &ServerConfig) -> Result<tonic::transport::Server, ServeError> {
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = &config.tls {
+        // Fails on a key that does not match the certificate.
+        builder = builder.tls_config(tls.to_tonic())?;
+    }
+    // A connection past its limit is refused at once with
+    // RESOURCE_EXHAUSTED (load shedding) rather than queued: queued requests
+    // would hold their bodies in memory and run into their deadlines, and one
+    // flooding client could fill the sequencer's queue for everyone.
+    Ok(builder
+        .concurrency_limit_per_connection(config.transport.max_concurrent_requests_per_connection)
+        .load_shed(true)
+        .timeout(config.transport.request_timeout))
 }
 
 /// Runs the log on `listener` until `shutdown` resolves, then stops taking
@@ -147,6 +166,7 @@ pub async fn serve<S: LogStore + Send + Sync + 'static>(
     let local: Option<SocketAddr> = listener.local_addr().ok();
     tracing::info!(
         addr = ?local,
+        tls = config.tls.as_ref().map_or("off", |t| if t.is_mutual() { "mutual" } else { "on" }),
         log_id = %keys.public.log_id(),
         "serving merklog.v1.Log"
     );
@@ -159,7 +179,7 @@ pub async fn serve<S: LogStore + Send + Sync + 'static>(
         }
         socket
     });
-    tonic::transport::Server::builder()
+    transport_builder(&config)?
         .add_service(
             LogServer::new(service)
                 .max_decoding_message_size(max_message)

@@ -69,9 +69,16 @@ impl<S: LogStore + Send + Sync + 'static> LogService<S> {
         method: &str,
         access: Access,
     ) -> Result<Option<String>, Status> {
-        Ok(self
-            .auth
-            .authorize(request.metadata(), request.remote_addr(), method, access)?)
+        // The leaf comes first; it is present only with mutual TLS.
+        let certs = request.peer_certs();
+        let leaf = certs.as_ref().and_then(|c| c.first()).map(|c| c.as_ref());
+        Ok(self.auth.authorize(
+            request.metadata(),
+            request.remote_addr(),
+            leaf,
+            method,
+            access,
+        )?)
     }
 
     fn wire_sth(&self, sth: &SignedTreeHead) -> v1::SignedTreeHead {

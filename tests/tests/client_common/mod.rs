@@ -77,6 +77,9 @@ impl Log {
             public_key: scratch.key_file(&self.signer),
             state,
             token: None,
+            tls_ca: None,
+            tls_cert: None,
+            tls_key: None,
         }
     }
 }

@@ -20,7 +20,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use merklog_client::{Client, ClientError};
+use merklog_client::{Client, ClientError, ClientTls};
 use merklog_sth::PublicKey;
 
 /// The client subcommands of `merklog`.
@@ -203,6 +203,17 @@ pub struct LogArgs {
     /// A bearer token, for a log that requires one to append (or read).
     #[arg(long, env = "MERKLOG_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    /// The CA certificate(s) (PEM) to trust for an https:// server; only
+    /// these are trusted.
+    #[arg(long, env = "MERKLOG_TLS_CA")]
+    pub tls_ca: Option<PathBuf>,
+    /// A client certificate chain (PEM), for a log that requires mutual
+    /// TLS; needs --tls-key.
+    #[arg(long, env = "MERKLOG_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of --tls-cert.
+    #[arg(long, env = "MERKLOG_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
 }
 
 impl LogArgs {
@@ -213,7 +224,8 @@ impl LogArgs {
     /// file does not verify.
     pub async fn connect(&self) -> CommandResult<Client> {
         let key = read_public_key(&self.public_key)?;
-        let mut client = Client::connect(&self.server, key).await?;
+        let tls = self.tls()?;
+        let mut client = Client::connect_with_tls(&self.server, key, tls.as_ref()).await?;
         if let Some(token) = &self.token {
             client = client.with_token(token)?;
         }
@@ -221,6 +233,35 @@ impl LogArgs {
             Some(path) => client.with_state_file(path)?,
             None => client,
         })
+    }
+}
+
+impl LogArgs {
+    /// Reads the TLS files, if any were given.
+    ///
+    /// # Errors
+    /// [`CommandError::Usage`] naming a file that cannot be read, or a
+    /// client certificate without a CA to trust.
+    pub fn tls(&self) -> CommandResult<Option<ClientTls>> {
+        let Some(ca) = &self.tls_ca else {
+            if self.tls_cert.is_some() {
+                return Err(CommandError::Usage(
+                    "--tls-cert needs --tls-ca: the CA that signed the log's certificate".into(),
+                ));
+            }
+            return Ok(None);
+        };
+        let identity = match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => Some((
+                read_text(cert, "TLS client certificate")?.into_bytes(),
+                read_text(key, "TLS client key")?.into_bytes(),
+            )),
+            _ => None,
+        };
+        Ok(Some(ClientTls {
+            ca_pem: read_text(ca, "TLS CA certificate")?.into_bytes(),
+            identity,
+        }))
     }
 }
 
