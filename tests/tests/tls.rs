@@ -72,6 +72,26 @@ async fn head_over(url: String, tls: Option<ClientTlsConfig>) -> Result<u64, Str
     Ok(head.into_inner().tree_size)
 }
 
+/// Tells a refusal by the TLS layer from any answer of the service (the
+/// servers these tests refuse at are open, so the service would answer).
+///
+/// The message names the server's `alert` when the client reads it; with
+/// TLS 1.3 the client may instead be writing its first request when the
+/// server closes, and then it reports a broken pipe, a reset or a closed
+/// connection.
+fn refused_in_handshake(error: &str, alert: &str) -> bool {
+    let error = error.to_lowercase();
+    error.contains("transport error")
+        && [
+            alert.to_lowercase().as_str(),
+            "broken pipe",
+            "reset",
+            "connection closed",
+        ]
+        .iter()
+        .any(|cause| error.contains(cause))
+}
+
 fn client_tls(ca: &TestCa, identity: Option<&Issued>) -> ClientTls {
     ClientTls {
         ca_pem: ca.cert_pem().into_bytes(),
@@ -154,10 +174,9 @@ async fn mutual_tls_admits_only_certificates_of_the_client_ca() {
     let url = f.server.url();
 
     let none = head_over(url.clone(), Some(f.ca.client_tls(None))).await;
-    // rustls names the alert the server sent.
     assert!(
         none.as_ref()
-            .is_err_and(|e| e.contains("CertificateRequired")),
+            .is_err_and(|e| refused_in_handshake(e, "CertificateRequired")),
         "no client certificate: {none:?}"
     );
 
@@ -165,7 +184,9 @@ async fn mutual_tls_admits_only_certificates_of_the_client_ca() {
     let forged = other_ca.client("ingest");
     let foreign = head_over(url.clone(), Some(f.ca.client_tls(Some(&forged)))).await;
     assert!(
-        foreign.as_ref().is_err_and(|e| e.contains("UnknownCA")),
+        foreign
+            .as_ref()
+            .is_err_and(|e| refused_in_handshake(e, "UnknownCA")),
         "certificate of another CA: {foreign:?}"
     );
 
@@ -176,7 +197,7 @@ async fn mutual_tls_admits_only_certificates_of_the_client_ca() {
         Err(e) => e,
     };
     assert!(
-        without.to_string().contains("CertificateRequired"),
+        refused_in_handshake(&without.to_string(), "CertificateRequired"),
         "{without}"
     );
 
