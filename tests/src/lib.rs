@@ -128,6 +128,15 @@ impl TestServer {
     /// # Errors
     /// [`merklog_server::ServeError`] from the server, or a panic in it.
     pub async fn stop(mut self) -> anyhow::Result<()> {
+        self.shutdown().await
+    }
+
+    /// Stops the server gracefully, as [`TestServer::stop`] does, where the
+    /// server cannot be moved out (a field of a test fixture).
+    ///
+    /// # Errors
+    /// As [`TestServer::stop`].
+    pub async fn shutdown(&mut self) -> anyhow::Result<()> {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }

@@ -19,7 +19,7 @@ use merklog_cli::client::Progress;
 use merklog_client::json::TreeHeadJson;
 use merklog_client::{Client, ClientError, TrustState};
 use merklog_merkle::Hash;
-use merklog_server::{ServeError, StartupError};
+use merklog_server::{Sequencer, SequencerConfig, StartupError, SystemClock};
 use merklog_storage::AnyStore;
 use merklog_tests::TestDb;
 use sqlx::PgPool;
@@ -135,14 +135,30 @@ async fn audit_log(log: &Log) -> AuditReport {
     .expect("the audit runs")
 }
 
-/// Starts a second server on the tampered database and returns why it
-/// refused, or `None` when it started.
+/// Runs the start-up checks a restarted server runs on the tampered
+/// database (the sequencer's: latest head signed by the key, covering
+/// exactly the stored leaves, matching the stored right edge) and returns
+/// why they refused, or `None` when they passed. The drill's own server
+/// keeps running and holds the leader lock, so a whole second `serve` would
+/// be refused for that reason before these checks.
 async fn restart(log: &Log) -> Option<String> {
     let store = Arc::new(AnyStore::open(&url_of(log)).await.unwrap());
-    match merklog_tests::start_error(store, log.signer.clone()).await {
-        Ok(ServeError::Startup(StartupError::Inconsistent(reason))) => Some(reason),
-        Ok(other) => panic!("the server failed for another reason: {other}"),
-        Err(_) => None,
+    let started = Sequencer::start(
+        store,
+        log.signer.clone(),
+        Arc::new(SystemClock),
+        SequencerConfig::default(),
+    )
+    .await;
+    match started {
+        Err(StartupError::Inconsistent(reason)) => Some(reason),
+        Err(other) => panic!("the checks failed for another reason: {other}"),
+        Ok((sequencer, task)) => {
+            // No append was sent: dropping the handle stops it at once.
+            drop(sequencer);
+            task.await.unwrap();
+            None
+        }
     }
 }
 
@@ -372,7 +388,7 @@ async fn tamper_c_deleted_newest_entries_and_head_are_caught() {
 
 #[tokio::test]
 async fn tamper_c_a_clean_rollback_is_caught_against_a_saved_head() {
-    let (log, _scratch, state) = log_of_nine().await;
+    let (mut log, _scratch, state) = log_of_nine().await;
     disable_triggers(&log).await;
     // The whole last batch and its head: what is left is a consistent log
     // of six entries, which only a head published earlier can expose.
@@ -415,6 +431,7 @@ async fn tamper_c_a_clean_rollback_is_caught_against_a_saved_head() {
 
     // A restarted server cannot know; an auditor with the saved head does.
     assert!(restart(&log).await.is_none());
+    log.server.shutdown().await.unwrap();
     let store = Arc::new(AnyStore::open(&url_of(&log)).await.unwrap());
     let again =
         merklog_tests::TestServer::start(store, log.signer.clone(), client_common::config())

@@ -264,3 +264,43 @@ async fn a_follower_takes_over_when_the_leader_dies_without_forking() {
     assert_eq!(addresses, [a.url.as_str(), b.url.as_str()]);
     drop(server_b);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_standalone_instance_refuses_to_start_while_one_runs() {
+    let (db, _guard) = merklog_storage::testing::TempPostgres::create().await;
+    let dir = tempfile::tempdir().unwrap();
+    let key_path = dir.path().join("key.pem");
+    let signer = LogSigner::generate(&mut rand_core::OsRng);
+    std::fs::write(&key_path, signer.to_pkcs8_pem()).unwrap();
+    let key = signer.public_key().clone();
+    let log = dir.path().join("servers.log");
+
+    let first = Instance::new();
+    let mut running = start_on(first.port, &db, &key_path, &log, &[]).await;
+    append_when_leading(&first.url, &key, b"first").await;
+
+    let second = tokio::process::Command::new(env!("CARGO_BIN_EXE_merklog"))
+        .args(["serve", "--listen", &format!("127.0.0.1:{}", free_port())])
+        .args(["--database-url", &db])
+        .arg("--key")
+        .arg(&key_path)
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert!(!second.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "another instance sequences this log (term 1 at {})",
+            first.url
+        )),
+        "{stderr}"
+    );
+
+    // Once the first is gone, the next one starts and continues the log.
+    running.child.start_kill().unwrap();
+    running.child.wait().await.unwrap();
+    let _next = start_on(first.port, &db, &key_path, &log, &[]).await;
+    let index = append_when_leading(&first.url, &key, b"second").await;
+    assert_eq!(index, 1);
+}

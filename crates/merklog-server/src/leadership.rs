@@ -11,14 +11,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use merklog_sth::{LogSigner, PublicKey, SignedTreeHead};
-use merklog_storage::{LeaderLease, LogStore};
+use merklog_storage::{LeaderLease, LogStore, StorageError};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::clock::Clock;
-use crate::config::SequencerConfig;
+use crate::config::{Deployment, SequencerConfig, ServerConfig};
 use crate::sequencer::{Sequencer, SequencerHandle, StartupError};
 use crate::status::ServiceError;
+use crate::ServeError;
 
 /// What this instance does with appends right now.
 #[derive(Clone)]
@@ -258,5 +259,164 @@ impl<S: LogStore + Send + Sync + 'static> Coordinator<S> {
             let _ = task.await;
         }
         lease.release().await;
+    }
+}
+
+/// What runs beside the transport: the sequencer of a standalone instance,
+/// or the coordinator that follows and leads.
+pub(crate) enum Running {
+    Standalone {
+        role: watch::Sender<InstanceRole>,
+        sequencer: JoinHandle<()>,
+        /// The leader lock on PostgreSQL, held while the instance runs.
+        lease: Option<LeaderLease>,
+    },
+    Coordinated {
+        stop: watch::Sender<bool>,
+        coordinator: JoinHandle<()>,
+    },
+}
+
+impl Running {
+    /// Starts what `config.deployment` asks for and returns the role the
+    /// service reads.
+    pub(crate) async fn start<S: LogStore + Send + Sync + 'static>(
+        config: &ServerConfig,
+        keys: &LogKeys,
+        store: Arc<S>,
+        clock: Arc<dyn Clock>,
+        local: Option<std::net::SocketAddr>,
+    ) -> Result<(watch::Receiver<InstanceRole>, Running), ServeError> {
+        match (&config.deployment, keys.signer.clone()) {
+            (Deployment::Standalone, Some(signer)) => {
+                let address = local.map_or_else(|| "unknown".to_owned(), |a| format!("http://{a}"));
+                let lease = take_sole_lead(store.as_ref(), &address).await?;
+                let (sequencer, task) =
+                    Sequencer::start(store, signer, clock, config.sequencer.clone()).await?;
+                crate::metrics::leader(true);
+                let (role, role_rx) = watch::channel(InstanceRole::Leader(sequencer));
+                Ok((
+                    role_rx,
+                    Running::Standalone {
+                        role,
+                        sequencer: task,
+                        lease,
+                    },
+                ))
+            }
+            (Deployment::Standalone | Deployment::LeaderElection { .. }, None) => {
+                Err(ServeError::Config(
+                    "an instance that may sequence needs the log's private key".into(),
+                ))
+            }
+            (deployment, signer) => {
+                // A head that this key did not sign is refused before
+                // serving, as the sequencer's start-up checks would.
+                let latest = read_verified_head(store.as_ref(), &keys.public).await?;
+                let (role, role_rx) = watch::channel(InstanceRole::Follower(FollowerView {
+                    latest,
+                    leader: None,
+                    read_only: signer.is_none(),
+                }));
+                let advertise = match deployment {
+                    Deployment::LeaderElection { advertise } => advertise.clone(),
+                    _ => String::new(),
+                };
+                let coordinator = Coordinator {
+                    store,
+                    key: keys.public.clone(),
+                    signer,
+                    clock,
+                    sequencer: config.sequencer.clone(),
+                    advertise,
+                    polling: config.polling,
+                    role,
+                };
+                let (stop, stop_rx) = watch::channel(false);
+                let task = tokio::spawn(coordinator.run(stop_rx));
+                Ok((
+                    role_rx,
+                    Running::Coordinated {
+                        stop,
+                        coordinator: task,
+                    },
+                ))
+            }
+        }
+    }
+
+    /// Lets the batch in flight commit, then gives up the lead. Call once
+    /// the transport has stopped (and dropped the service).
+    pub(crate) async fn finish(self) {
+        match self {
+            Running::Standalone {
+                role,
+                sequencer,
+                lease,
+            } => {
+                // With the role's sender gone, nothing holds a sender to the
+                // sequencer: it drains what is queued and exits.
+                drop(role);
+                let _ = sequencer.await;
+                if let Some(lease) = lease {
+                    lease.release().await;
+                }
+            }
+            Running::Coordinated { stop, coordinator } => {
+                let _ = stop.send(true);
+                let _ = coordinator.await;
+            }
+        }
+    }
+}
+
+/// Takes the leader lock for a standalone instance, so that a second one
+/// started on the same database by mistake refuses to start (after 5 s)
+/// instead of failing every batch of the first. `None` on a store without
+/// leader election (SQLite: one process per file). The lock is not
+/// retaken if its session breaks (a database restart): the schema still
+/// refuses a fork, as it does for any two writers.
+async fn take_sole_lead<S: LogStore>(
+    store: &S,
+    address: &str,
+) -> Result<Option<LeaderLease>, ServeError> {
+    // A predecessor killed a moment ago holds the lock until PostgreSQL
+    // notices its session is gone: give it a few seconds.
+    let mut attempts = 0;
+    loop {
+        match store.try_lead(address).await {
+            Ok(None) if attempts < SOLE_LEAD_ATTEMPTS => {
+                attempts += 1;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            other => return sole_lead_outcome(store, other).await,
+        }
+    }
+}
+
+/// How often a standalone instance tries for the lock, 100 ms apart.
+const SOLE_LEAD_ATTEMPTS: u32 = 50;
+
+async fn sole_lead_outcome<S: LogStore>(
+    store: &S,
+    attempt: Result<Option<LeaderLease>, StorageError>,
+) -> Result<Option<LeaderLease>, ServeError> {
+    match attempt {
+        Ok(Some(lease)) => Ok(Some(lease)),
+        Err(StorageError::Unsupported { .. }) => Ok(None),
+        Err(e) => Err(StartupError::Storage(e).into()),
+        Ok(None) => {
+            let holder = match store.leader_term().await {
+                Ok(Some(term)) if term.lock_held => {
+                    format!(" (term {} at {})", term.term, term.address)
+                }
+                _ => String::new(),
+            };
+            Err(StartupError::Inconsistent(format!(
+                "another instance sequences this log{holder}; stop it first, or run every \
+                 instance with --leader-election"
+            ))
+            .into())
+        }
     }
 }

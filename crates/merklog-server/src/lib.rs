@@ -28,14 +28,13 @@ use std::sync::Arc;
 use merklog_proto::v1::log_server::LogServer;
 use merklog_storage::LogStore;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_stream::StreamExt;
 
 pub use auth::{token_hash, AuthConfig, Role};
 pub use clock::{Clock, SystemClock};
 pub use config::{Deployment, Limits, SequencerConfig, ServerConfig, TransportLimits};
-use leadership::{read_verified_head, Coordinator, FollowerView};
+use leadership::Running;
 pub use leadership::{InstanceRole, LogKeys, Polling};
 pub use sequencer::{Sequencer, StartupError};
 pub use service::LogService;
@@ -95,49 +94,8 @@ pub async fn serve<S: LogStore + Send + Sync + 'static>(
     config.validate().map_err(ServeError::Config)?;
     let keys = keys.into();
     metrics::describe();
-    let (role_tx, role_rx, sequencer_task, stop_coordinator, coordinator_task) =
-        match (&config.deployment, keys.signer.clone()) {
-            (Deployment::Standalone, Some(signer)) => {
-                let (sequencer, task) =
-                    Sequencer::start(store.clone(), signer, clock, config.sequencer.clone())
-                        .await?;
-                crate::metrics::leader(true);
-                let (role_tx, role_rx) = watch::channel(InstanceRole::Leader(sequencer));
-                (Some(role_tx), role_rx, Some(task), None, None)
-            }
-            (Deployment::Standalone | Deployment::LeaderElection { .. }, None) => {
-                return Err(ServeError::Config(
-                    "an instance that may sequence needs the log's private key".into(),
-                ))
-            }
-            (deployment, signer) => {
-                // A head that this key did not sign is refused before
-                // serving, as the sequencer's start-up checks would.
-                let latest = read_verified_head(store.as_ref(), &keys.public).await?;
-                let (role_tx, role_rx) = watch::channel(InstanceRole::Follower(FollowerView {
-                    latest,
-                    leader: None,
-                    read_only: signer.is_none(),
-                }));
-                let advertise = match deployment {
-                    Deployment::LeaderElection { advertise } => advertise.clone(),
-                    _ => String::new(),
-                };
-                let coordinator = Coordinator {
-                    store: store.clone(),
-                    key: keys.public.clone(),
-                    signer,
-                    clock,
-                    sequencer: config.sequencer.clone(),
-                    advertise,
-                    polling: config.polling,
-                    role: role_tx,
-                };
-                let (stop_tx, stop_rx) = watch::channel(false);
-                let task = tokio::spawn(coordinator.run(stop_rx));
-                (None, role_rx, None, Some(stop_tx), Some(task))
-            }
-        };
+    let local: Option<SocketAddr> = listener.local_addr().ok();
+    let (role_rx, running) = Running::start(&config, &keys, store.clone(), clock, local).await?;
     if config.auth.is_open() && keys.signer.is_some() {
         tracing::warn!("no access rules configured: anyone who can reach this port may append");
     }
@@ -163,7 +121,6 @@ pub async fn serve<S: LogStore + Send + Sync + 'static>(
         .build_v1alpha()
         .map_err(|e| ServeError::Reflection(e.to_string()))?;
 
-    let local: Option<SocketAddr> = listener.local_addr().ok();
     tracing::info!(
         addr = ?local,
         tls = config.tls.as_ref().map_or("off", |t| if t.is_mutual() { "mutual" } else { "on" }),
@@ -194,14 +151,7 @@ pub async fn serve<S: LogStore + Send + Sync + 'static>(
     // sender goes too, nothing holds a sender to the sequencer: it drains
     // what is queued and exits. A coordinator hands back the lead likewise.
     tracing::info!("transport stopped; waiting for the sequencer to finish its batch");
-    drop(role_tx);
-    if let Some(task) = sequencer_task {
-        let _ = task.await;
-    }
-    if let (Some(stop), Some(task)) = (stop_coordinator, coordinator_task) {
-        let _ = stop.send(true);
-        let _ = task.await;
-    }
+    running.finish().await;
     tracing::info!("shut down cleanly");
     Ok(())
 }
