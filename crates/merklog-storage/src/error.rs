@@ -166,7 +166,11 @@ fn from_postgres(
     match (code.as_str(), constraint.as_deref()) {
         // unique_violation: which key tells what the caller got wrong.
         ("23505", Some("leaves_pkey")) => StorageError::OutOfOrder { message },
-        ("23505", Some("leaves_leaf_hash_key")) => StorageError::DuplicateLeaf { message },
+        // The exclusion constraint over the hash index on leaf hashes
+        // (unique B-tree before migration 5).
+        ("23P01", Some("leaves_leaf_hash_unique")) | ("23505", Some("leaves_leaf_hash_key")) => {
+            StorageError::DuplicateLeaf { message }
+        }
         ("23505", Some("tree_heads_pkey")) => StorageError::TreeHeadRejected { message },
         ("42501", _) => StorageError::PermissionDenied { message },
         // Class 08 connection exceptions, 53 insufficient resources, 57P0x
