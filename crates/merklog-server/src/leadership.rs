@@ -189,7 +189,21 @@ impl<S: LogStore + Send + Sync + 'static> Coordinator<S> {
         };
         let read_only = self.signer.is_none();
         self.role.send_modify(|role| {
-            let latest = latest.or_else(|| role.latest());
+            let served = role.latest();
+            // Never step back to an older head than this instance served
+            // (a replica that fell behind, a store restored from backup):
+            // callers would take it for a rollback of the log.
+            let latest = match (latest, served) {
+                (Some(new), Some(old)) if new.head.tree_size < old.head.tree_size => {
+                    tracing::warn!(
+                        stored = new.head.tree_size,
+                        served = old.head.tree_size,
+                        "the store's latest head is older than the one served; keeping it"
+                    );
+                    Some(old)
+                }
+                (new, old) => new.or(old),
+            };
             *role = InstanceRole::Follower(FollowerView {
                 latest,
                 leader,
@@ -418,5 +432,106 @@ async fn sole_lead_outcome<S: LogStore>(
             ))
             .into())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use merklog_merkle::{Hash, NodeId};
+    use merklog_sth::TreeHead;
+    use merklog_storage::{Batch, Entry, LeafNodes, Result};
+
+    use super::*;
+
+    /// A store whose latest head the test sets; nothing else is read by a
+    /// follower's refresh.
+    struct HeadOnly(Mutex<Option<SignedTreeHead>>);
+
+    impl LogStore for HeadOnly {
+        async fn append_batch(&self, _: &Batch) -> Result<()> {
+            unreachable!("a follower does not append")
+        }
+        async fn node_hashes(&self, _: &[NodeId]) -> Result<Vec<Hash>> {
+            unreachable!()
+        }
+        async fn entries(&self, _: u64, _: u64) -> Result<Vec<Entry>> {
+            unreachable!()
+        }
+        async fn find_by_leaf_hash(&self, _: &[Hash]) -> Result<Vec<(Hash, u64)>> {
+            unreachable!()
+        }
+        async fn leaf_count(&self) -> Result<u64> {
+            unreachable!()
+        }
+        async fn latest_tree_head(&self) -> Result<Option<SignedTreeHead>> {
+            Ok(self.0.lock().unwrap().clone())
+        }
+        async fn tree_head_at_size(&self, _: u64) -> Result<Option<SignedTreeHead>> {
+            unreachable!()
+        }
+        async fn tree_heads(&self, _: Option<TreeHead>, _: u32) -> Result<Vec<SignedTreeHead>> {
+            unreachable!()
+        }
+        async fn leaves_with_nodes(&self, _: u64, _: u64) -> Result<Vec<LeafNodes>> {
+            unreachable!()
+        }
+        async fn leader_term(&self) -> Result<Option<merklog_storage::LeaderTerm>> {
+            Ok(None)
+        }
+    }
+
+    fn size_of(role: &watch::Receiver<InstanceRole>) -> Option<u64> {
+        role.borrow().latest().map(|h| h.head.tree_size)
+    }
+
+    #[tokio::test]
+    async fn a_follower_serves_newer_heads_but_never_an_older_one() {
+        let signer = LogSigner::generate(&mut rand_core::OsRng);
+        let head = |tree_size| {
+            signer.sign(TreeHead {
+                tree_size,
+                timestamp_ms: tree_size,
+                root_hash: Hash([tree_size as u8; 32]),
+            })
+        };
+        let store = Arc::new(HeadOnly(Mutex::new(None)));
+        let (role, role_rx) = watch::channel(InstanceRole::Follower(FollowerView {
+            latest: None,
+            leader: None,
+            read_only: true,
+        }));
+        let coordinator = Coordinator {
+            store: store.clone(),
+            key: signer.public_key().clone(),
+            signer: None,
+            clock: Arc::new(crate::SystemClock),
+            sequencer: SequencerConfig::default(),
+            advertise: String::new(),
+            polling: Polling::default(),
+            role,
+        };
+        coordinator.refresh_view().await;
+        assert_eq!(size_of(&role_rx), None, "no head stored yet");
+        *store.0.lock().unwrap() = Some(head(5));
+        coordinator.refresh_view().await;
+        assert_eq!(size_of(&role_rx), Some(5));
+        // The store falls behind (a lagging replica, a restore).
+        *store.0.lock().unwrap() = Some(head(3));
+        coordinator.refresh_view().await;
+        assert_eq!(size_of(&role_rx), Some(5));
+        *store.0.lock().unwrap() = Some(head(8));
+        coordinator.refresh_view().await;
+        assert_eq!(size_of(&role_rx), Some(8));
+        // A head this key did not sign is never served.
+        let other = LogSigner::generate(&mut rand_core::OsRng);
+        *store.0.lock().unwrap() = Some(other.sign(TreeHead {
+            tree_size: 9,
+            timestamp_ms: 9,
+            root_hash: Hash([9; 32]),
+        }));
+        coordinator.refresh_view().await;
+        assert_eq!(size_of(&role_rx), Some(8));
     }
 }
