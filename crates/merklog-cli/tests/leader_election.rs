@@ -70,17 +70,26 @@ async fn append_when_leading(url: &str, key: &PublicKey, entry: &[u8]) -> u64 {
     panic!("{url} did not start sequencing within 30 s");
 }
 
-/// The refusal a follower gives, with the leader it names.
+/// The refusal a follower gives, once it names a leader (it learns the
+/// leader at its first poll after start-up), with that leader.
 async fn refusal(url: &str, key: &PublicKey) -> (String, Option<String>) {
-    let status = try_append(url, key, b"refused")
-        .await
-        .expect_err("a follower refuses appends");
-    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
-    let leader = status
-        .metadata()
-        .get("merklog-leader")
-        .map(|v| v.to_str().unwrap().to_owned());
-    (status.message().to_owned(), leader)
+    let mut last = (String::new(), None);
+    for _ in 0..100 {
+        let status = try_append(url, key, b"refused")
+            .await
+            .expect_err("a follower refuses appends");
+        assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+        let leader = status
+            .metadata()
+            .get("merklog-leader")
+            .map(|v| v.to_str().unwrap().to_owned());
+        last = (status.message().to_owned(), leader);
+        if last.1.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    last
 }
 
 /// Appends single entries to whichever instance accepts them until `stop`.

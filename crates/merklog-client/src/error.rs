@@ -18,6 +18,10 @@ pub enum ClientError {
     /// The log answered with an error status.
     #[error("the log answered {code:?}: {message}")]
     Status { code: tonic::Code, message: String },
+    /// The call failed on this side before the log answered: a refused TLS
+    /// handshake, a connection that broke or was refused.
+    #[error("the call to the log failed before it answered ({code:?}): {message}")]
+    Connection { code: tonic::Code, message: String },
     /// The log sent a message that cannot be read: a hash of the wrong
     /// length, a missing field.
     #[error("the log sent a malformed response: {field}: {reason}")]
@@ -126,6 +130,7 @@ impl ClientError {
         match self {
             ClientError::Transport { .. }
             | ClientError::Status { .. }
+            | ClientError::Connection { .. }
             | ClientError::NoSignedHead { .. }
             | ClientError::Input { .. }
             | ClientError::State { .. } => false,
@@ -150,6 +155,7 @@ impl ClientError {
         match self {
             ClientError::Transport { .. } => "transport",
             ClientError::Status { .. } => "status",
+            ClientError::Connection { .. } => "connection",
             ClientError::Malformed { .. } => "malformed",
             ClientError::Unexpected { .. } => "unexpected",
             ClientError::WrongLog { .. } => "wrong_log",
@@ -173,9 +179,11 @@ impl From<tonic::Status> for ClientError {
     fn from(status: tonic::Status) -> Self {
         // A status made on this side from a transport failure says only
         // "transport error"; the cause (a refused TLS handshake, say) is in
-        // its sources, and the user needs it.
+        // its sources, and the user needs it. A status that came over the
+        // wire has no source.
         let mut message = status.message().to_owned();
         let mut source = std::error::Error::source(&status);
+        let local = source.is_some();
         while let Some(s) = source {
             let text = s.to_string();
             if !message.ends_with(&text) {
@@ -184,9 +192,16 @@ impl From<tonic::Status> for ClientError {
             }
             source = s.source();
         }
-        ClientError::Status {
-            code: status.code(),
-            message,
+        if local {
+            ClientError::Connection {
+                code: status.code(),
+                message,
+            }
+        } else {
+            ClientError::Status {
+                code: status.code(),
+                message,
+            }
         }
     }
 }
@@ -208,3 +223,27 @@ impl From<merklog_proto::ConversionError> for ClientError {
 
 /// The result of every client operation.
 pub type Result<T, E = ClientError> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_made_here_are_connection_failures_not_answers() {
+        // What tonic makes of a failure on this side: the cause is a source.
+        let broken: Box<dyn std::error::Error + Send + Sync> =
+            Box::new(std::io::Error::from(std::io::ErrorKind::BrokenPipe));
+        let local = tonic::Status::from_error(broken);
+        let e = ClientError::from(local);
+        assert!(matches!(e, ClientError::Connection { .. }), "{e:?}");
+        assert_eq!(e.kind(), "connection");
+        assert!(!e.is_verification_failure());
+        assert!(e.to_string().contains("failed before it answered"), "{e}");
+
+        let answered = ClientError::from(tonic::Status::not_found("no such leaf"));
+        assert!(
+            matches!(&answered, ClientError::Status { code: tonic::Code::NotFound, message } if message == "no such leaf"),
+            "{answered:?}"
+        );
+    }
+}
