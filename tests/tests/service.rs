@@ -665,7 +665,76 @@ macro_rules! on_both_backends {
     };
 }
 
+/// In a log past 1,024 leaves, proofs read the upper levels of the tree
+/// once and then take them from the service's cache: asked twice, at every
+/// size the log had, each proof verifies both times.
+async fn proofs_through_the_upper_levels_cache_verify(db: TestDb) {
+    let signer = signer();
+    let key = signer.public_key().clone();
+    let server = TestServer::start(
+        Arc::new(db.open().await.unwrap()),
+        signer,
+        ServerConfig::default(),
+    )
+    .await
+    .unwrap();
+    let mut client = server.client().await.unwrap();
+    let mut heads = Vec::new();
+    for call in 0..5u32 {
+        let entries = (0..1000u32)
+            .map(|i| format!("call {call} entry {i}").into_bytes())
+            .collect();
+        heads.push(append_verified(&mut client, &key, entries).await.1);
+    }
+    let latest = heads.last().unwrap().clone();
+    for _round in 0..2 {
+        for index in (0..latest.head.tree_size).step_by(97) {
+            for head in heads.iter().filter(|h| h.head.tree_size > index) {
+                let proof = client
+                    .get_inclusion_proof(v1::GetInclusionProofRequest {
+                        tree_size: head.head.tree_size,
+                        leaf: Some(Leaf::LeafIndex(index)),
+                    })
+                    .await
+                    .unwrap()
+                    .into_inner();
+                let leaf = hash_from_wire(&proof.leaf_hash, "leaf_hash").unwrap();
+                let path = hashes_from_wire(&proof.proof, "proof").unwrap();
+                verify_inclusion(
+                    index,
+                    head.head.tree_size,
+                    &leaf,
+                    &path,
+                    &head.head.root_hash,
+                )
+                .unwrap_or_else(|e| panic!("leaf {index} in size {}: {e}", head.head.tree_size));
+            }
+        }
+        for head in &heads {
+            let proof = client
+                .get_consistency_proof(v1::GetConsistencyProofRequest {
+                    first_size: head.head.tree_size,
+                    second_size: latest.head.tree_size,
+                })
+                .await
+                .unwrap()
+                .into_inner();
+            let path = hashes_from_wire(&proof.proof, "proof").unwrap();
+            verify_consistency(
+                head.head.tree_size,
+                latest.head.tree_size,
+                &head.head.root_hash,
+                &latest.head.root_hash,
+                &path,
+            )
+            .unwrap();
+        }
+    }
+    server.stop().await.unwrap();
+}
+
 on_both_backends!(
+    proofs_through_the_upper_levels_cache_verify,
     concurrent_appends_all_verify,
     restart_keeps_everything,
     duplicates_keep_their_index,

@@ -1,6 +1,7 @@
 //! The `merklog.v1.Log` gRPC service: validation of every request, reads
 //! from the store, appends through the sequencer.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use merklog_merkle::{
@@ -27,7 +28,19 @@ pub struct LogService<S> {
     log_id: LogId,
     limits: Limits,
     auth: AuthConfig,
+    upper: UpperNodes,
 }
+
+/// The hashes of complete subtrees of [`UPPER_LEVEL`] and above that proofs
+/// have read. Every proof in a large log passes through the same few upper
+/// nodes, and a complete subtree's hash never changes, so an entry can never
+/// go stale; bounded by [`UPPER_NODES_MAX`] (about 64 MiB).
+#[derive(Default)]
+struct UpperNodes(std::sync::RwLock<HashMap<NodeId, Hash>>);
+
+/// Subtrees of 1,024 leaves and more: about 2 per 1,024 leaves in all.
+const UPPER_LEVEL: u8 = 10;
+const UPPER_NODES_MAX: usize = 1 << 20;
 
 impl<S: LogStore + Send + Sync + 'static> LogService<S> {
     /// Returns the service of the only instance, appending through
@@ -60,6 +73,7 @@ impl<S: LogStore + Send + Sync + 'static> LogService<S> {
             log_id,
             limits,
             auth,
+            upper: UpperNodes::default(),
         }
     }
 
@@ -142,8 +156,51 @@ impl<S: LogStore + Send + Sync + 'static> LogService<S> {
         Ok(entries)
     }
 
+    /// Reads the hashes of `ids` (complete subtrees), in order, taking the
+    /// upper ones from the cache and remembering those it reads.
+    async fn node_hashes(&self, ids: &[NodeId]) -> Result<Vec<Hash>, ServiceError> {
+        let mut hashes: Vec<Option<Hash>> = {
+            let cached = self.upper.0.read().unwrap_or_else(|e| e.into_inner());
+            ids.iter()
+                .map(|id| {
+                    (id.level >= UPPER_LEVEL)
+                        .then(|| cached.get(id).copied())
+                        .flatten()
+                })
+                .collect()
+        };
+        let missing: Vec<NodeId> = ids
+            .iter()
+            .zip(&hashes)
+            .filter(|(_, h)| h.is_none())
+            .map(|(id, _)| *id)
+            .collect();
+        if !missing.is_empty() {
+            let mut read = self.store.node_hashes(&missing).await?.into_iter();
+            let mut learned = Vec::new();
+            for (id, slot) in ids.iter().zip(hashes.iter_mut()) {
+                if slot.is_none() {
+                    let hash = read.next().ok_or_else(|| {
+                        ServiceError::DataLoss("the store returned fewer nodes than asked".into())
+                    })?;
+                    *slot = Some(hash);
+                    if id.level >= UPPER_LEVEL {
+                        learned.push((*id, hash));
+                    }
+                }
+            }
+            if !learned.is_empty() {
+                let mut cached = self.upper.0.write().unwrap_or_else(|e| e.into_inner());
+                if cached.len() + learned.len() <= UPPER_NODES_MAX {
+                    cached.extend(learned);
+                }
+            }
+        }
+        Ok(hashes.into_iter().flatten().collect())
+    }
+
     async fn fetch_proof(&self, plan: &ProofNodes) -> Result<Vec<Hash>, ServiceError> {
-        let hashes = self.store.node_hashes(plan.ids()).await?;
+        let hashes = self.node_hashes(plan.ids()).await?;
         plan.assemble(&hashes)
             .map_err(|e| ServiceError::DataLoss(e.to_string()))
     }
@@ -166,7 +223,7 @@ impl<S: LogStore + Send + Sync + 'static> LogService<S> {
                 let mut ids = Vec::with_capacity(plan.ids().len() + 1);
                 ids.push(NodeId::leaf(index));
                 ids.extend_from_slice(plan.ids());
-                let hashes = self.store.node_hashes(&ids).await?;
+                let hashes = self.node_hashes(&ids).await?;
                 let proof = plan
                     .assemble(&hashes[1..])
                     .map_err(|e| ServiceError::DataLoss(e.to_string()))?;
