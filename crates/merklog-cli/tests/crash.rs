@@ -9,9 +9,9 @@ mod common;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{append_one, check_log, start, Seen};
+use common::{append_one, check_log, new_log_key, start, Seen};
 use merklog_proto::v1::log_client::LogClient;
-use merklog_sth::{LogSigner, PublicKey};
+use merklog_sth::PublicKey;
 
 const KILLS: usize = 20;
 const WRITERS: usize = 16;
@@ -45,9 +45,7 @@ impl XorShift {
 
 async fn kill_and_restart_repeatedly(database_url: &str) {
     let dir = tempfile::tempdir().unwrap();
-    let key_path = dir.path().join("key.pem");
-    let signer = LogSigner::generate(&mut rand_core::OsRng);
-    std::fs::write(&key_path, signer.to_pkcs8_pem()).unwrap();
+    let (key_path, signer) = new_log_key(dir.path());
     let key = signer.public_key().clone();
     let log = dir.path().join("server.log");
     let seed = std::time::SystemTime::now()

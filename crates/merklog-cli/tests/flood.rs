@@ -9,9 +9,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{append_one, check_log, start_with, Seen};
+use common::{append_one, check_log, new_log_key, start_with, Seen};
 use merklog_proto::v1::{self, log_client::LogClient};
-use merklog_sth::LogSigner;
 use tonic::Code;
 
 /// Concurrent calls the flooder keeps open on its one connection.
@@ -46,9 +45,7 @@ fn peak_rss_kib(pid: u32) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flood_is_refused_promptly_and_does_not_starve_others() {
     let dir = tempfile::tempdir().unwrap();
-    let key_path = dir.path().join("key.pem");
-    let signer = LogSigner::generate(&mut rand_core::OsRng);
-    std::fs::write(&key_path, signer.to_pkcs8_pem()).unwrap();
+    let (key_path, signer) = new_log_key(dir.path());
     let key = signer.public_key().clone();
     let db = format!("sqlite://{}", dir.path().join("log.db").display());
     let log = dir.path().join("server.log");

@@ -10,10 +10,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{append_one, check_log, free_port, start_on, Seen, Server};
+use common::{append_one, check_log, free_port, new_log_key, start_on, Seen, Server};
 use merklog_proto::v1::{self, log_client::LogClient};
 use merklog_proto::{hashes_from_wire, required_sth};
-use merklog_sth::{LogSigner, PublicKey};
+use merklog_sth::PublicKey;
 use tonic::Code;
 
 struct Instance {
@@ -127,11 +127,8 @@ async fn latest_size(url: &str) -> u64 {
 async fn a_follower_takes_over_when_the_leader_dies_without_forking() {
     let (db, _guard) = merklog_storage::testing::TempPostgres::create().await;
     let dir = tempfile::tempdir().unwrap();
-    let key_path = dir.path().join("key.pem");
+    let (key_path, signer) = new_log_key(dir.path());
     let public_path = dir.path().join("public.pem");
-    let signer = LogSigner::generate(&mut rand_core::OsRng);
-    std::fs::write(&key_path, signer.to_pkcs8_pem()).unwrap();
-    std::fs::write(&public_path, signer.public_key().pem()).unwrap();
     let key = signer.public_key().clone();
     let log = dir.path().join("servers.log");
     eprintln!("server logs: {}", log.display());
@@ -278,9 +275,7 @@ async fn a_follower_takes_over_when_the_leader_dies_without_forking() {
 async fn a_second_standalone_instance_refuses_to_start_while_one_runs() {
     let (db, _guard) = merklog_storage::testing::TempPostgres::create().await;
     let dir = tempfile::tempdir().unwrap();
-    let key_path = dir.path().join("key.pem");
-    let signer = LogSigner::generate(&mut rand_core::OsRng);
-    std::fs::write(&key_path, signer.to_pkcs8_pem()).unwrap();
+    let (key_path, signer) = new_log_key(dir.path());
     let key = signer.public_key().clone();
     let log = dir.path().join("servers.log");
 

@@ -4,7 +4,6 @@
 mod common;
 
 use merklog_proto::v1::{self, log_client::LogClient};
-use merklog_sth::LogSigner;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 async fn scrape(addr: &str) -> String {
@@ -32,12 +31,7 @@ fn sample(text: &str, name: &str) -> Option<f64> {
 #[tokio::test]
 async fn metrics_follow_appends() {
     let dir = tempfile::tempdir().unwrap();
-    let key = dir.path().join("key.pem");
-    std::fs::write(
-        &key,
-        LogSigner::generate(&mut rand_core::OsRng).to_pkcs8_pem(),
-    )
-    .unwrap();
+    let (key, _) = common::new_log_key(dir.path());
     let db = format!("sqlite://{}", dir.path().join("log.db").display());
     let metrics_addr = format!("127.0.0.1:{}", common::free_port());
     let server = common::start_with(

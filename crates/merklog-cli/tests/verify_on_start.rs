@@ -7,19 +7,13 @@ mod common;
 use std::time::Duration;
 
 use merklog_proto::v1::{self, log_client::LogClient};
-use merklog_sth::LogSigner;
 use sqlx::Connection;
 use tonic::Code;
 
 #[tokio::test]
 async fn tampered_entries_are_reported_and_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let key = dir.path().join("key.pem");
-    std::fs::write(
-        &key,
-        LogSigner::generate(&mut rand_core::OsRng).to_pkcs8_pem(),
-    )
-    .unwrap();
+    let (key, _) = common::new_log_key(dir.path());
     let db_path = dir.path().join("log.db");
     let db = format!("sqlite://{}", db_path.display());
     let log = dir.path().join("server.log");

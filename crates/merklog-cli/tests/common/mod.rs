@@ -2,20 +2,30 @@
 
 #![allow(dead_code, reason = "each test binary uses part of this module")]
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
 use merklog_merkle::{leaf_hash, merkle_tree_hash, verify_consistency, verify_inclusion, Hash};
 use merklog_proto::v1::{self, log_client::LogClient};
 use merklog_proto::{hash_from_wire, hashes_from_wire, required_sth};
-use merklog_sth::{PublicKey, SignedTreeHead};
+use merklog_sth::{LogSigner, PublicKey, SignedTreeHead};
 use tonic::transport::Channel;
 
 /// A `merklog serve` process, killed when dropped.
 pub struct Server {
     pub child: tokio::process::Child,
     pub url: String,
+}
+
+/// Writes a new log key to `dir/key.pem`, and its public key to
+/// `dir/public.pem`; returns the key file's path and the signer.
+pub fn new_log_key(dir: &Path) -> (PathBuf, LogSigner) {
+    let signer = LogSigner::generate(&mut rand_core::OsRng);
+    let key_path = dir.join("key.pem");
+    std::fs::write(&key_path, signer.to_pkcs8_pem()).unwrap();
+    std::fs::write(dir.join("public.pem"), signer.public_key().pem()).unwrap();
+    (key_path, signer)
 }
 
 pub fn free_port() -> u16 {
