@@ -161,10 +161,15 @@ impl<S: LogStore + Send + Sync + 'static> Coordinator<S> {
                 }
             }
             self.refresh_view().await;
-            tokio::select! {
-                _ = stop.changed() => {}
-                () = tokio::time::sleep(self.polling.interval) => {}
-            }
+            self.pause(&mut stop).await;
+        }
+    }
+
+    /// Waits one poll interval, or less if `stop` changes.
+    async fn pause(&self, stop: &mut watch::Receiver<bool>) {
+        tokio::select! {
+            _ = stop.changed() => {}
+            () = tokio::time::sleep(self.polling.interval) => {}
         }
     }
 
@@ -233,10 +238,7 @@ impl<S: LogStore + Send + Sync + 'static> Coordinator<S> {
             Err(e) => {
                 tracing::error!(term, error = %e, "took the leader lock but cannot sequence; giving it up");
                 lease.release().await;
-                tokio::select! {
-                    _ = stop.changed() => {}
-                    () = tokio::time::sleep(self.polling.interval) => {}
-                }
+                self.pause(stop).await;
                 return;
             }
         };
@@ -396,44 +398,27 @@ async fn take_sole_lead<S: LogStore>(
 ) -> Result<Option<LeaderLease>, ServeError> {
     // A predecessor killed a moment ago holds the lock until PostgreSQL
     // notices its session is gone: give it a few seconds.
-    let mut attempts = 0;
-    loop {
+    for _ in 0..SOLE_LEAD_ATTEMPTS {
         match store.try_lead(address).await {
-            Ok(None) if attempts < SOLE_LEAD_ATTEMPTS => {
-                attempts += 1;
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            other => return sole_lead_outcome(store, other).await,
+            Ok(Some(lease)) => return Ok(Some(lease)),
+            Err(StorageError::Unsupported { .. }) => return Ok(None),
+            Err(e) => return Err(StartupError::Storage(e).into()),
+            Ok(None) => tokio::time::sleep(Duration::from_millis(100)).await,
         }
     }
+    let holder = match store.leader_term().await {
+        Ok(Some(term)) if term.lock_held => format!(" (term {} at {})", term.term, term.address),
+        _ => String::new(),
+    };
+    Err(StartupError::Inconsistent(format!(
+        "another instance sequences this log{holder}; stop it first, or run every \
+         instance with --leader-election"
+    ))
+    .into())
 }
 
 /// How often a standalone instance tries for the lock, 100 ms apart.
 const SOLE_LEAD_ATTEMPTS: u32 = 50;
-
-async fn sole_lead_outcome<S: LogStore>(
-    store: &S,
-    attempt: Result<Option<LeaderLease>, StorageError>,
-) -> Result<Option<LeaderLease>, ServeError> {
-    match attempt {
-        Ok(Some(lease)) => Ok(Some(lease)),
-        Err(StorageError::Unsupported { .. }) => Ok(None),
-        Err(e) => Err(StartupError::Storage(e).into()),
-        Ok(None) => {
-            let holder = match store.leader_term().await {
-                Ok(Some(term)) if term.lock_held => {
-                    format!(" (term {} at {})", term.term, term.address)
-                }
-                _ => String::new(),
-            };
-            Err(StartupError::Inconsistent(format!(
-                "another instance sequences this log{holder}; stop it first, or run every \
-                 instance with --leader-election"
-            ))
-            .into())
-        }
-    }
-}
 
 #[cfg(test)]
 mod tests {

@@ -24,6 +24,19 @@ use crate::{Result, StorageError};
 /// are per database, so each log database has its own.
 pub const LEADER_LOCK_KEY: i64 = 0x6d6c_6f67;
 
+/// SQL that is true when some session holds the leader lock (key in `$1`)
+/// and the further condition `$and` holds for its `pg_locks` row.
+macro_rules! leader_lock_held {
+    ($and:literal) => {
+        concat!(
+            "EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted \
+             AND ((classid::bigint << 32) | objid::bigint) = $1 AND objsubid = 1 AND ",
+            $and,
+            ")"
+        )
+    };
+}
+
 /// How long a check of the lease may take before the lease counts as lost.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -94,11 +107,10 @@ impl LeaderLease {
     /// [`StorageError::LeaseLost`] when the session is gone, does not answer
     /// within 2 s or no longer holds the lock.
     pub async fn check(&mut self) -> Result<()> {
-        let ping = sqlx::query_scalar::<_, bool>(
-            "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE pid = pg_backend_pid() \
-             AND locktype = 'advisory' AND granted \
-             AND ((classid::bigint << 32) | objid::bigint) = $1 AND objsubid = 1)",
-        )
+        let ping = sqlx::query_scalar::<_, bool>(concat!(
+            "SELECT ",
+            leader_lock_held!("pid = pg_backend_pid()")
+        ))
         .bind(LEADER_LOCK_KEY)
         .fetch_one(&mut self.connection);
         match tokio::time::timeout(CHECK_TIMEOUT, ping).await {
@@ -123,13 +135,13 @@ impl LeaderLease {
 
 /// Reads the latest term, if any instance ever led this database.
 pub(crate) async fn latest_term(pool: &sqlx::PgPool) -> Result<Option<LeaderTerm>> {
-    let row = sqlx::query(
-        "SELECT term, address, (extract(epoch FROM started_at) * 1000)::bigint AS started_ms, \
-         EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted \
-                 AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
-                 AND ((classid::bigint << 32) | objid::bigint) = $1 AND objsubid = 1) AS lock_held \
-         FROM leader_terms ORDER BY term DESC LIMIT 1",
-    )
+    let row = sqlx::query(concat!(
+        "SELECT term, address, (extract(epoch FROM started_at) * 1000)::bigint AS started_ms, ",
+        leader_lock_held!(
+            "database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+        ),
+        " AS lock_held FROM leader_terms ORDER BY term DESC LIMIT 1"
+    ))
     .bind(LEADER_LOCK_KEY)
     .fetch_optional(pool)
     .await?;
