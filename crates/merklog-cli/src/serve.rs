@@ -46,6 +46,11 @@ pub struct ServeArgs {
     /// The most entries one GetEntries call returns.
     #[arg(long, env = "MERKLOG_MAX_PAGE_SIZE", default_value_t = Limits::default().max_page_size)]
     pub max_page_size: usize,
+    /// Memory for the upper levels of the tree kept for proofs, in MiB; the
+    /// more, the fewer rows a proof reads (64 MiB: from level 4 up at 10 M
+    /// entries). 0 turns the cache off.
+    #[arg(long, env = "MERKLOG_NODE_CACHE_MIB", default_value_t = Limits::default().node_cache_bytes >> 20)]
+    pub node_cache_mib: usize,
     /// Access rules (TOML): bearer-token hashes with writer or reader roles;
     /// see `merklog token`. Without it, anyone who reaches the port may append.
     #[arg(long, env = "MERKLOG_AUTH_FILE")]
@@ -193,6 +198,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             max_entry_bytes: args.max_entry_bytes,
             max_entries_per_append: args.max_entries_per_append,
             max_page_size: args.max_page_size,
+            node_cache_bytes: args.node_cache_mib.saturating_mul(1 << 20),
         },
         sequencer: SequencerConfig {
             max_batch_entries: args.batch_max_entries,

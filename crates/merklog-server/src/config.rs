@@ -24,7 +24,7 @@ pub enum Deployment {
 }
 use crate::tls::TlsConfig;
 
-/// Bounds on what one request may ask for.
+/// Bounds on what one request may ask for, and on the memory reads use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
     /// The largest entry accepted, in bytes.
@@ -33,6 +33,10 @@ pub struct Limits {
     pub max_entries_per_append: usize,
     /// The most entries one `GetEntries` call may return.
     pub max_page_size: usize,
+    /// The most memory the cache of the tree's upper levels may take
+    /// (`node_cache`): the larger, the fewer nodes a proof reads from the
+    /// store. 0 turns the cache off.
+    pub node_cache_bytes: usize,
 }
 
 impl Default for Limits {
@@ -41,6 +45,7 @@ impl Default for Limits {
             max_entry_bytes: 64 * 1024,
             max_entries_per_append: 1000,
             max_page_size: 1000,
+            node_cache_bytes: 64 << 20,
         }
     }
 }

@@ -16,6 +16,7 @@ pub mod clock;
 pub mod config;
 pub mod leadership;
 pub mod metrics;
+pub mod node_cache;
 pub mod sequencer;
 pub mod service;
 pub mod status;

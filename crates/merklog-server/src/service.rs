@@ -1,7 +1,6 @@
 //! The `merklog.v1.Log` gRPC service: validation of every request, reads
 //! from the store, appends through the sequencer.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use merklog_merkle::{
@@ -17,6 +16,7 @@ use tonic::{Request, Response, Status};
 use crate::auth::{Access, AuthConfig};
 use crate::config::Limits;
 use crate::leadership::InstanceRole;
+use crate::node_cache::{spawn_filler, Filler, NodeCache};
 use crate::sequencer::SequencerHandle;
 use crate::status::ServiceError;
 
@@ -28,19 +28,9 @@ pub struct LogService<S> {
     log_id: LogId,
     limits: Limits,
     auth: AuthConfig,
-    upper: UpperNodes,
+    node_cache: Arc<NodeCache>,
+    _filler: Option<Filler>,
 }
-
-/// The hashes of complete subtrees of [`UPPER_LEVEL`] and above that proofs
-/// have read. Every proof in a large log passes through the same few upper
-/// nodes, and a complete subtree's hash never changes, so an entry can never
-/// go stale; bounded by [`UPPER_NODES_MAX`] (about 64 MiB).
-#[derive(Default)]
-struct UpperNodes(std::sync::RwLock<HashMap<NodeId, Hash>>);
-
-/// Subtrees of 1,024 leaves and more: about 2 per 1,024 leaves in all.
-const UPPER_LEVEL: u8 = 10;
-const UPPER_NODES_MAX: usize = 1 << 20;
 
 impl<S: LogStore + Send + Sync + 'static> LogService<S> {
     /// Returns the service of the only instance, appending through
@@ -66,6 +56,8 @@ impl<S: LogStore + Send + Sync + 'static> LogService<S> {
         auth: AuthConfig,
     ) -> Self {
         let log_id = public_key.log_id();
+        let node_cache = Arc::new(NodeCache::new(limits.node_cache_bytes));
+        let filler = spawn_filler(node_cache.clone(), store.clone(), role.clone());
         LogService {
             store,
             role,
@@ -73,7 +65,8 @@ impl<S: LogStore + Send + Sync + 'static> LogService<S> {
             log_id,
             limits,
             auth,
-            upper: UpperNodes::default(),
+            node_cache,
+            _filler: filler,
         }
     }
 
@@ -156,19 +149,10 @@ impl<S: LogStore + Send + Sync + 'static> LogService<S> {
         Ok(entries)
     }
 
-    /// Reads the hashes of `ids` (complete subtrees), in order, taking the
-    /// upper ones from the cache and remembering those it reads.
+    /// Reads the hashes of `ids` (complete subtrees), in order, taking those
+    /// the node cache holds from it and the rest from the store.
     async fn node_hashes(&self, ids: &[NodeId]) -> Result<Vec<Hash>, ServiceError> {
-        let mut hashes: Vec<Option<Hash>> = {
-            let cached = self.upper.0.read().unwrap_or_else(|e| e.into_inner());
-            ids.iter()
-                .map(|id| {
-                    (id.level >= UPPER_LEVEL)
-                        .then(|| cached.get(id).copied())
-                        .flatten()
-                })
-                .collect()
-        };
+        let mut hashes = self.node_cache.get_many(ids);
         let missing: Vec<NodeId> = ids
             .iter()
             .zip(&hashes)
@@ -177,23 +161,10 @@ impl<S: LogStore + Send + Sync + 'static> LogService<S> {
             .collect();
         if !missing.is_empty() {
             let mut read = self.store.node_hashes(&missing).await?.into_iter();
-            let mut learned = Vec::new();
-            for (id, slot) in ids.iter().zip(hashes.iter_mut()) {
-                if slot.is_none() {
-                    let hash = read.next().ok_or_else(|| {
-                        ServiceError::DataLoss("the store returned fewer nodes than asked".into())
-                    })?;
-                    *slot = Some(hash);
-                    if id.level >= UPPER_LEVEL {
-                        learned.push((*id, hash));
-                    }
-                }
-            }
-            if !learned.is_empty() {
-                let mut cached = self.upper.0.write().unwrap_or_else(|e| e.into_inner());
-                if cached.len() + learned.len() <= UPPER_NODES_MAX {
-                    cached.extend(learned);
-                }
+            for slot in hashes.iter_mut().filter(|h| h.is_none()) {
+                *slot = Some(read.next().ok_or_else(|| {
+                    ServiceError::DataLoss("the store returned fewer nodes than asked".into())
+                })?);
             }
         }
         Ok(hashes.into_iter().flatten().collect())
