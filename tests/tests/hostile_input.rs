@@ -36,6 +36,7 @@ fn harness() -> Harness {
             signer.clone(),
             Arc::new(SystemClock),
             SequencerConfig::default(),
+            Arc::default(),
         )
         .await
         .unwrap();

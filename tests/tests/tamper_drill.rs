@@ -33,7 +33,12 @@ const BATCHES: [&[&str]; 3] = [
 /// A log of nine entries on a fresh PostgreSQL database, with a monitor's
 /// state saved at its latest head (as a client that saw it would have).
 async fn log_of_nine() -> (Log, Scratch, std::path::PathBuf) {
-    let log = Log::start(TestDb::postgres().await, signer()).await;
+    // Without a node cache, the drill's server serves every node as stored,
+    // as a restarted server does: a running one keeps serving the upper
+    // levels it cached before the damage (docs/OPERATIONS.md).
+    let mut config = client_common::config();
+    config.limits.node_cache_bytes = 0;
+    let log = Log::start_with(TestDb::postgres().await, signer(), config).await;
     log.append_batches(&BATCHES).await;
     let scratch = Scratch::new();
     let state = scratch.path("monitor-state.json");
@@ -148,6 +153,7 @@ async fn restart(log: &Log) -> Option<String> {
         log.signer.clone(),
         Arc::new(SystemClock),
         SequencerConfig::default(),
+        Arc::default(),
     )
     .await;
     match started {

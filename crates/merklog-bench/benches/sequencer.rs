@@ -99,6 +99,7 @@ fn sequencer(c: &mut Criterion) {
             signer.clone(),
             Arc::new(SystemClock),
             config(),
+            Arc::default(),
         ))
         .expect("sequencer starts");
     let mut next = 0u64;

@@ -17,6 +17,7 @@ use tokio::task::JoinHandle;
 
 use crate::clock::Clock;
 use crate::config::{Deployment, SequencerConfig, ServerConfig};
+use crate::node_cache::NodeCache;
 use crate::sequencer::{Sequencer, SequencerHandle, StartupError};
 use crate::status::ServiceError;
 use crate::ServeError;
@@ -140,6 +141,7 @@ pub(crate) struct Coordinator<S> {
     pub advertise: String,
     pub polling: Polling,
     pub role: watch::Sender<InstanceRole>,
+    pub node_cache: Arc<NodeCache>,
 }
 
 impl<S: LogStore + Send + Sync + 'static> Coordinator<S> {
@@ -231,6 +233,7 @@ impl<S: LogStore + Send + Sync + 'static> Coordinator<S> {
             signer,
             self.clock.clone(),
             self.sequencer.clone(),
+            self.node_cache.clone(),
         )
         .await;
         let (handle, task): (SequencerHandle, JoinHandle<()>) = match started {
@@ -302,13 +305,15 @@ impl Running {
         store: Arc<S>,
         clock: Arc<dyn Clock>,
         local: Option<std::net::SocketAddr>,
+        node_cache: Arc<NodeCache>,
     ) -> Result<(watch::Receiver<InstanceRole>, Running), ServeError> {
         match (&config.deployment, keys.signer.clone()) {
             (Deployment::Standalone, Some(signer)) => {
                 let address = local.map_or_else(|| "unknown".to_owned(), |a| format!("http://{a}"));
                 let lease = take_sole_lead(store.as_ref(), &address).await?;
                 let (sequencer, task) =
-                    Sequencer::start(store, signer, clock, config.sequencer.clone()).await?;
+                    Sequencer::start(store, signer, clock, config.sequencer.clone(), node_cache)
+                        .await?;
                 crate::metrics::leader(true);
                 let (role, role_rx) = watch::channel(InstanceRole::Leader(sequencer));
                 Ok((
@@ -347,6 +352,7 @@ impl Running {
                     advertise,
                     polling: config.polling,
                     role,
+                    node_cache,
                 };
                 let (stop, stop_rx) = watch::channel(false);
                 let task = tokio::spawn(coordinator.run(stop_rx));
@@ -496,6 +502,7 @@ mod tests {
             advertise: String::new(),
             polling: Polling::default(),
             role,
+            node_cache: Arc::default(),
         };
         coordinator.refresh_view().await;
         assert_eq!(size_of(&role_rx), None, "no head stored yet");

@@ -96,7 +96,16 @@ pub async fn serve<S: LogStore + Send + Sync + 'static>(
     let keys = keys.into();
     metrics::describe();
     let local: Option<SocketAddr> = listener.local_addr().ok();
-    let (role_rx, running) = Running::start(&config, &keys, store.clone(), clock, local).await?;
+    let node_cache = Arc::new(node_cache::NodeCache::new(config.limits.node_cache_bytes));
+    let (role_rx, running) = Running::start(
+        &config,
+        &keys,
+        store.clone(),
+        clock,
+        local,
+        node_cache.clone(),
+    )
+    .await?;
     if config.auth.is_open() && keys.signer.is_some() {
         tracing::warn!("no access rules configured: anyone who can reach this port may append");
     }
@@ -106,6 +115,7 @@ pub async fn serve<S: LogStore + Send + Sync + 'static>(
         keys.public.clone(),
         config.limits,
         config.auth.clone(),
+        node_cache,
     );
 
     let (health_reporter, health_service) = tonic_health::server::health_reporter();

@@ -21,6 +21,7 @@ use merklog_merkle::{Hash, NodeId};
 use merklog_storage::LogStore;
 use tokio::sync::watch;
 
+use crate::config::Limits;
 use crate::leadership::InstanceRole;
 
 /// Levels are `u8`, but a tree of `u64` leaves has none above 63.
@@ -65,6 +66,13 @@ impl FillStep {
     /// The nodes to read, in the order [`NodeCache::extend`] takes them.
     pub fn ids(&self) -> &[NodeId] {
         &self.ids
+    }
+}
+
+impl Default for NodeCache {
+    /// An empty cache of the default size ([`Limits::node_cache_bytes`]).
+    fn default() -> Self {
+        NodeCache::new(Limits::default().node_cache_bytes)
     }
 }
 
@@ -153,21 +161,69 @@ impl NodeCache {
         {
             return false;
         }
-        for (id, hash) in step.ids.iter().zip(hashes) {
-            let j = usize::from(id.level - step.lowest);
-            if levels.by_level.len() <= j {
-                levels.by_level.resize_with(j + 1, Vec::new);
-            }
-            let level = &mut levels.by_level[j];
-            debug_assert_eq!(level.len() as u64, id.index, "fill steps go left to right");
-            level.push(*hash);
+        levels.append(
+            step.to,
+            step.ids.iter().copied().zip(hashes.iter().copied()),
+        )
+    }
+
+    /// Adds the nodes of a batch just committed, which grew the tree from
+    /// `from` to `to` leaves: every node of level ≥ 1 it completed, each
+    /// level left to right, as `CompactRange::append` reports them. Returns
+    /// false, adding nothing, unless the cache covers exactly `from` leaves
+    /// (the filler then reads the batch from the store).
+    pub fn extend_committed(&self, from: u64, to: u64, nodes: &[(NodeId, Hash)]) -> bool {
+        let mut levels = self.write();
+        let lowest = lowest_level_for(to, self.max_nodes);
+        if self.max_nodes == 0 || levels.size != from || lowest >= LEVELS {
+            return false;
         }
-        levels.size = step.to;
-        true
+        levels.raise_to(lowest);
+        levels.append(
+            to,
+            nodes.iter().copied().filter(|(id, _)| id.level >= lowest),
+        )
     }
 }
 
 impl Levels {
+    /// Appends `nodes`, which must be every node of level ≥ `lowest`
+    /// completed between `size` and `to` leaves, each level left to right;
+    /// otherwise leaves the levels as they were and returns false.
+    fn append(&mut self, to: u64, nodes: impl Iterator<Item = (NodeId, Hash)>) -> bool {
+        let from = self.size;
+        let mut fits = true;
+        for (id, hash) in nodes {
+            let j = usize::from(id.level - self.lowest);
+            if self.by_level.len() <= j {
+                self.by_level.resize_with(j + 1, Vec::new);
+            }
+            let level = &mut self.by_level[j];
+            if level.len() as u64 != id.index || id.index >= to >> id.level {
+                fits = false;
+                break;
+            }
+            level.push(hash);
+        }
+        let complete = fits
+            && (self.lowest..LEVELS).all(|level| {
+                let held = self
+                    .by_level
+                    .get(usize::from(level - self.lowest))
+                    .map_or(0, |l| l.len() as u64);
+                held == to >> level
+            });
+        if complete {
+            self.size = to;
+        } else {
+            let lowest = self.lowest;
+            for (j, level) in self.by_level.iter_mut().enumerate() {
+                level.truncate((from >> (usize::from(lowest) + j)) as usize);
+            }
+        }
+        complete
+    }
+
     fn get(&self, id: NodeId) -> Option<Hash> {
         let j = usize::from(id.level.checked_sub(self.lowest)?);
         let level = self.by_level.get(j)?;
@@ -391,6 +447,52 @@ mod tests {
             "64 MiB holds levels 4 and up of 10 M leaves"
         );
         assert_eq!(lowest_level_for(100_000_000, (64 << 20) / 32), 7);
+    }
+
+    /// The nodes `CompactRange::append` reports for leaves `[from, to)`.
+    fn batch_nodes(leaves: &[Hash], from: u64, to: u64) -> Vec<(NodeId, Hash)> {
+        let mut range = merklog_merkle::CompactRange::new();
+        let mut nodes = Vec::new();
+        for (i, leaf) in leaves[..to as usize].iter().enumerate() {
+            range.append(*leaf, |id, hash| {
+                if i as u64 >= from && id.level > 0 {
+                    nodes.push((id, hash));
+                }
+            });
+        }
+        nodes
+    }
+
+    #[test]
+    fn takes_the_nodes_of_committed_batches_in_order() {
+        let leaves = leaves(3000);
+        // Room for 500 nodes: from level 1 up to 500 leaves (494 nodes),
+        // from level 4 up at 3,000 (368 nodes; from level 3, 743).
+        let cache = NodeCache::new(500 * 32);
+        let mut size = 0;
+        for to in [1, 2, 7, 100, 999, 1000, 1500, 3000] {
+            assert!(cache.extend_committed(size, to, &batch_nodes(&leaves, size, to)));
+            size = to;
+            assert_eq!(cache.size(), size);
+            check(&cache, &leaves);
+        }
+        assert_eq!(cache.lowest_level(), 4);
+    }
+
+    #[test]
+    fn refuses_a_batch_that_does_not_follow_or_lacks_a_node() {
+        let leaves = leaves(300);
+        let cache = NodeCache::new(1 << 20);
+        assert!(cache.extend_committed(0, 100, &batch_nodes(&leaves, 0, 100)));
+        // Leaves 100..200 were never seen: 200..300 cannot follow.
+        assert!(!cache.extend_committed(200, 300, &batch_nodes(&leaves, 200, 300)));
+        let mut nodes = batch_nodes(&leaves, 100, 300);
+        nodes.remove(nodes.len() / 2);
+        assert!(!cache.extend_committed(100, 300, &nodes));
+        assert_eq!(cache.size(), 100);
+        check(&cache, &leaves);
+        assert!(cache.extend_committed(100, 300, &batch_nodes(&leaves, 100, 300)));
+        check(&cache, &leaves);
     }
 
     /// The filler follows the head a follower serves and reads exactly the

@@ -19,6 +19,7 @@ use tracing::Instrument;
 
 use crate::clock::Clock;
 use crate::config::SequencerConfig;
+use crate::node_cache::NodeCache;
 use crate::status::ServiceError;
 
 /// The stored log failed a start-up check; the server must not serve it.
@@ -167,12 +168,19 @@ pub struct SequencerHandle {
     queue: Arc<Semaphore>,
     capacity: usize,
     latest: watch::Receiver<SignedTreeHead>,
+    node_cache: Arc<NodeCache>,
 }
 
 impl SequencerHandle {
     /// Returns the latest committed signed tree head.
     pub fn latest(&self) -> SignedTreeHead {
         self.latest.borrow().clone()
+    }
+
+    /// The cache of the tree's upper levels that the sequencer extends with
+    /// every batch it commits.
+    pub fn node_cache(&self) -> &Arc<NodeCache> {
+        &self.node_cache
     }
 
     /// Submits `entries` and waits until they are committed.
@@ -218,6 +226,7 @@ pub struct Sequencer<S> {
     config: SequencerConfig,
     range: CompactRange,
     latest: watch::Sender<SignedTreeHead>,
+    node_cache: Arc<NodeCache>,
     /// Set after a failed commit: the store may have committed after all
     /// (the connection broke after COMMIT), so reload before the next batch.
     needs_resync: bool,
@@ -225,7 +234,8 @@ pub struct Sequencer<S> {
 
 impl<S: LogStore + Send + Sync + 'static> Sequencer<S> {
     /// Checks the stored log against itself and `signer`'s key, publishes
-    /// the empty tree's head on a new log, and starts the sequencer task.
+    /// the empty tree's head on a new log, and starts the sequencer task,
+    /// which adds the nodes of every batch it commits to `node_cache`.
     ///
     /// # Errors
     /// [`StartupError::Inconsistent`] saying what disagrees when the latest
@@ -236,6 +246,7 @@ impl<S: LogStore + Send + Sync + 'static> Sequencer<S> {
         signer: LogSigner,
         clock: Arc<dyn Clock>,
         config: SequencerConfig,
+        node_cache: Arc<NodeCache>,
     ) -> Result<(SequencerHandle, JoinHandle<()>), StartupError> {
         let (range, head) = match load_state(store.as_ref(), &signer).await? {
             Some(state) => state,
@@ -273,6 +284,7 @@ impl<S: LogStore + Send + Sync + 'static> Sequencer<S> {
             config,
             range,
             latest: latest_tx,
+            node_cache: node_cache.clone(),
             needs_resync: false,
         };
         let task = tokio::spawn(sequencer.run(jobs_rx));
@@ -281,6 +293,7 @@ impl<S: LogStore + Send + Sync + 'static> Sequencer<S> {
             queue: Arc::new(Semaphore::new(capacity)),
             capacity,
             latest: latest_rx,
+            node_cache,
         };
         Ok((handle, task))
     }
@@ -450,7 +463,10 @@ impl<S: LogStore + Send + Sync + 'static> Sequencer<S> {
                 tree_head: tree_head.clone(),
             };
             self.store.append_batch(&batch).await?;
-            // Committed: only now does the in-memory tree move on.
+            // Committed: only now does the in-memory tree move on. The cache
+            // first, so that its filler never reads back a published batch.
+            self.node_cache
+                .extend_committed(old_size, range.size(), &batch.nodes);
             self.range = range;
             self.latest.send_replace(tree_head.clone());
             crate::metrics::batch_committed(appended, started.elapsed(), tree_head.head.tree_size);
@@ -522,6 +538,54 @@ async fn load_state<S: LogStore>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every committed batch reaches the node cache before its callers are
+    /// answered, with exactly the nodes the store holds.
+    #[tokio::test]
+    async fn committed_batches_extend_the_node_cache() {
+        use merklog_storage::testing::temp_sqlite;
+        use merklog_storage::SqliteStore;
+
+        let (path, _dir) = temp_sqlite();
+        let store = Arc::new(SqliteStore::open_path(&path).await.unwrap());
+        let signer = LogSigner::generate(&mut rand_core::OsRng);
+        let cache = Arc::new(NodeCache::new(1 << 20));
+        let (handle, _task) = Sequencer::start(
+            store.clone(),
+            signer,
+            Arc::new(crate::SystemClock),
+            SequencerConfig::default(),
+            cache.clone(),
+        )
+        .await
+        .unwrap();
+        let mut next = 0u32;
+        for calls in [1, 3, 250, 7] {
+            for _ in 0..calls {
+                next += 1;
+                let committed = handle
+                    .append(vec![next.to_be_bytes().to_vec()])
+                    .await
+                    .unwrap();
+                let size = committed.tree_head.head.tree_size;
+                assert_eq!(cache.size(), size);
+                let lowest = cache.lowest_level();
+                let ids: Vec<NodeId> = (lowest..10)
+                    .flat_map(|level| (0..size >> level).map(move |i| NodeId::new(level, i)))
+                    .collect();
+                let cached: Vec<Hash> = cache
+                    .get_many(&ids)
+                    .into_iter()
+                    .map(Option::unwrap)
+                    .collect();
+                assert_eq!(
+                    cached,
+                    store.node_hashes(&ids).await.unwrap(),
+                    "at size {size}"
+                );
+            }
+        }
+    }
 
     /// Grows a tree from every size up to 40 by batches of 1 to 20 leaves,
     /// filling `BatchNodes` as `commit` does, and checks every node it was

@@ -34,7 +34,8 @@ pub struct LogService<S> {
 
 impl<S: LogStore + Send + Sync + 'static> LogService<S> {
     /// Returns the service of the only instance, appending through
-    /// `sequencer`; `public_key` is the key the sequencer signs with.
+    /// `sequencer`; `public_key` is the key the sequencer signs with. Proofs
+    /// share the sequencer's node cache.
     pub fn new(
         store: Arc<S>,
         sequencer: SequencerHandle,
@@ -42,21 +43,25 @@ impl<S: LogStore + Send + Sync + 'static> LogService<S> {
         limits: Limits,
         auth: AuthConfig,
     ) -> Self {
+        let node_cache = sequencer.node_cache().clone();
         let (_, role) = watch::channel(InstanceRole::Leader(sequencer));
-        Self::with_role(store, role, public_key, limits, auth)
+        Self::with_role(store, role, public_key, limits, auth, node_cache)
     }
 
     /// Returns the service of an instance whose role may change: `role`
-    /// says at each request whether it appends or follows.
+    /// says at each request whether it appends or follows. Proofs take the
+    /// tree's upper levels from `node_cache`, which a task started here keeps
+    /// filled from the store up to the head `role` serves (a sequencer
+    /// sharing the cache fills it first with the batches it commits).
     pub fn with_role(
         store: Arc<S>,
         role: watch::Receiver<InstanceRole>,
         public_key: PublicKey,
         limits: Limits,
         auth: AuthConfig,
+        node_cache: Arc<NodeCache>,
     ) -> Self {
         let log_id = public_key.log_id();
-        let node_cache = Arc::new(NodeCache::new(limits.node_cache_bytes));
         let filler = spawn_filler(node_cache.clone(), store.clone(), role.clone());
         LogService {
             store,
