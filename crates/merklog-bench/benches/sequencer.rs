@@ -146,6 +146,8 @@ fn sequencer(c: &mut Criterion) {
     });
     g.finish();
 
+    // The service starts its background tasks on the runtime.
+    let _runtime = rt.enter();
     let service = LogService::new(
         store.clone(),
         handle.clone(),

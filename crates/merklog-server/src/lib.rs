@@ -17,6 +17,7 @@ pub mod config;
 pub mod leadership;
 pub mod metrics;
 pub mod node_cache;
+mod node_reads;
 pub mod sequencer;
 pub mod service;
 pub mod status;

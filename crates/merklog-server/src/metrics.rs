@@ -21,6 +21,13 @@ pub const STORAGE_ERRORS: &str = "merklog_storage_errors_total";
 /// Requests refused for missing or insufficient credentials, by reason.
 pub const AUTH_FAILURES: &str = "merklog_auth_failures_total";
 
+/// Store queries that proofs took for the nodes below the node cache (the
+/// reads of concurrent proofs are merged into one query).
+pub const PROOF_NODE_QUERIES: &str = "merklog_proof_node_queries_total";
+/// Leaves whose complete subtrees from the cache's lowest level up are in
+/// memory for proofs.
+pub const NODE_CACHE_LEAVES: &str = "merklog_node_cache_leaves";
+
 /// 1 while this instance holds the leader lock and sequences, else 0.
 pub const LEADER: &str = "merklog_leader";
 
@@ -39,6 +46,14 @@ pub fn describe() {
     metrics::describe_counter!(STORAGE_ERRORS, "Storage calls that failed");
     metrics::describe_counter!(AUTH_FAILURES, "Requests refused by access control");
     metrics::describe_gauge!(LEADER, "1 while this instance sequences appends");
+    metrics::describe_counter!(
+        PROOF_NODE_QUERIES,
+        "Store queries for proof nodes below the node cache"
+    );
+    metrics::describe_gauge!(
+        NODE_CACHE_LEAVES,
+        "Leaves whose upper tree levels the node cache holds"
+    );
 }
 
 pub(crate) fn batch_committed(entries: usize, took: Duration, tree_size: u64) {
@@ -46,6 +61,14 @@ pub(crate) fn batch_committed(entries: usize, took: Duration, tree_size: u64) {
     metrics::histogram!(BATCH_ENTRIES).record(entries as f64);
     metrics::histogram!(INTEGRATION_SECONDS).record(took.as_secs_f64());
     metrics::gauge!(TREE_SIZE).set(tree_size as f64);
+}
+
+pub(crate) fn proof_node_query() {
+    metrics::counter!(PROOF_NODE_QUERIES).increment(1);
+}
+
+pub(crate) fn node_cache_leaves(leaves: u64) {
+    metrics::gauge!(NODE_CACHE_LEAVES).set(leaves as f64);
 }
 
 pub(crate) fn storage_error(operation: &'static str) {

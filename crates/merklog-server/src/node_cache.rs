@@ -259,8 +259,11 @@ impl Drop for Filler {
 }
 
 /// Starts the task that fills `cache` from `store` up to the latest head
-/// `role` serves, unless the cache has no room or no Tokio runtime is
-/// running (proofs then read every node from the store).
+/// `role` serves, unless the cache has no room (proofs then read every node
+/// from the store).
+///
+/// # Panics
+/// Outside a Tokio runtime.
 pub(crate) fn spawn_filler<S: LogStore + Send + Sync + 'static>(
     cache: Arc<NodeCache>,
     store: Arc<S>,
@@ -269,8 +272,7 @@ pub(crate) fn spawn_filler<S: LogStore + Send + Sync + 'static>(
     if cache.max_nodes == 0 {
         return None;
     }
-    let runtime = tokio::runtime::Handle::try_current().ok()?;
-    let task = runtime.spawn(keep_filled(cache, store, role));
+    let task = tokio::spawn(keep_filled(cache, store, role));
     Some(Filler(task.abort_handle()))
 }
 
@@ -288,6 +290,7 @@ pub(crate) async fn keep_filled<S: LogStore>(
     let mut caught_up = false;
     loop {
         tick.tick().await;
+        crate::metrics::node_cache_leaves(cache.size());
         let Some(target) = role.borrow().latest().map(|h| h.head.tree_size) else {
             continue;
         };

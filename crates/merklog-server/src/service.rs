@@ -17,6 +17,7 @@ use crate::auth::{Access, AuthConfig};
 use crate::config::Limits;
 use crate::leadership::InstanceRole;
 use crate::node_cache::{spawn_filler, Filler, NodeCache};
+use crate::node_reads::NodeReads;
 use crate::sequencer::SequencerHandle;
 use crate::status::ServiceError;
 
@@ -30,6 +31,8 @@ pub struct LogService<S> {
     auth: AuthConfig,
     node_cache: Arc<NodeCache>,
     _filler: Option<Filler>,
+    /// The store reads of concurrent proofs, merged.
+    reads: NodeReads,
 }
 
 impl<S: LogStore + Send + Sync + 'static> LogService<S> {
@@ -53,6 +56,10 @@ impl<S: LogStore + Send + Sync + 'static> LogService<S> {
     /// tree's upper levels from `node_cache`, which a task started here keeps
     /// filled from the store up to the head `role` serves (a sequencer
     /// sharing the cache fills it first with the batches it commits).
+    ///
+    /// # Panics
+    /// Outside a Tokio runtime: it starts the tasks that fill the cache and
+    /// merge the store reads of concurrent proofs.
     pub fn with_role(
         store: Arc<S>,
         role: watch::Receiver<InstanceRole>,
@@ -62,6 +69,7 @@ impl<S: LogStore + Send + Sync + 'static> LogService<S> {
         node_cache: Arc<NodeCache>,
     ) -> Self {
         let log_id = public_key.log_id();
+        let store_for_reads = store.clone();
         let filler = spawn_filler(node_cache.clone(), store.clone(), role.clone());
         LogService {
             store,
@@ -72,6 +80,7 @@ impl<S: LogStore + Send + Sync + 'static> LogService<S> {
             auth,
             node_cache,
             _filler: filler,
+            reads: NodeReads::start(store_for_reads),
         }
     }
 
@@ -155,7 +164,8 @@ impl<S: LogStore + Send + Sync + 'static> LogService<S> {
     }
 
     /// Reads the hashes of `ids` (complete subtrees), in order, taking those
-    /// the node cache holds from it and the rest from the store.
+    /// the node cache holds from it and the rest from the store, in one
+    /// query with the reads of other proofs waiting at the same time.
     async fn node_hashes(&self, ids: &[NodeId]) -> Result<Vec<Hash>, ServiceError> {
         let mut hashes = self.node_cache.get_many(ids);
         let missing: Vec<NodeId> = ids
@@ -165,7 +175,7 @@ impl<S: LogStore + Send + Sync + 'static> LogService<S> {
             .map(|(id, _)| *id)
             .collect();
         if !missing.is_empty() {
-            let mut read = self.store.node_hashes(&missing).await?.into_iter();
+            let mut read = self.reads.node_hashes(missing).await?.into_iter();
             for slot in hashes.iter_mut().filter(|h| h.is_none()) {
                 *slot = Some(read.next().ok_or_else(|| {
                     ServiceError::DataLoss("the store returned fewer nodes than asked".into())
