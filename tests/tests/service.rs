@@ -714,25 +714,7 @@ async fn proofs_through_the_node_cache_verify(db: TestDb) {
                 .unwrap_or_else(|e| panic!("leaf {index} in size {}: {e}", head.head.tree_size));
             }
         }
-        for head in &heads {
-            let proof = client
-                .get_consistency_proof(v1::GetConsistencyProofRequest {
-                    first_size: head.head.tree_size,
-                    second_size: latest.head.tree_size,
-                })
-                .await
-                .unwrap()
-                .into_inner();
-            let path = hashes_from_wire(&proof.proof, "proof").unwrap();
-            verify_consistency(
-                head.head.tree_size,
-                latest.head.tree_size,
-                &head.head.root_hash,
-                &latest.head.root_hash,
-                &path,
-            )
-            .unwrap();
-        }
+        check_heads_consistent(&mut client, &heads).await;
     }
     server.stop().await.unwrap();
 }

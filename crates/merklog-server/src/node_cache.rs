@@ -7,10 +7,10 @@
 //! vectors, and a proof reads from the store only the few nodes below
 //! `lowest`, which sit in the rows of its own block of `2^lowest` leaves.
 //!
-//! The cache is filled in leaf order by one background task
-//! ([`keep_filled`]) from the store, up to the latest head this instance
-//! serves, so leaders, followers and read-only replicas fill it alike. The
-//! lowest level is chosen for the log's size so that the cache stays within
+//! The cache grows in leaf order: the sequencer adds each batch it commits
+//! ([`NodeCache::extend_committed`]), and a background task reads from the
+//! store whatever it lacks up to the latest head this instance serves — at
+//! start-up, and on followers and read-only replicas. The lowest level is chosen for the log's size so that the cache stays within
 //! its memory bound however large the log grows (at 64 MiB: every level
 //! from 4 up at 10 M leaves, from 7 up at 100 M).
 
@@ -175,7 +175,7 @@ impl NodeCache {
     pub fn extend_committed(&self, from: u64, to: u64, nodes: &[(NodeId, Hash)]) -> bool {
         let mut levels = self.write();
         let lowest = lowest_level_for(to, self.max_nodes);
-        if self.max_nodes == 0 || levels.size != from || lowest >= LEVELS {
+        if levels.size != from || lowest >= LEVELS {
             return false;
         }
         levels.raise_to(lowest);
@@ -278,7 +278,7 @@ pub(crate) fn spawn_filler<S: LogStore + Send + Sync + 'static>(
 
 /// Every [`FILL_INTERVAL`], extends `cache` up to the latest head `role`
 /// serves. Runs until aborted.
-pub(crate) async fn keep_filled<S: LogStore>(
+async fn keep_filled<S: LogStore>(
     cache: Arc<NodeCache>,
     store: Arc<S>,
     role: watch::Receiver<InstanceRole>,

@@ -69,8 +69,8 @@ impl<S: LogStore + Send + Sync + 'static> LogService<S> {
         node_cache: Arc<NodeCache>,
     ) -> Self {
         let log_id = public_key.log_id();
-        let store_for_reads = store.clone();
         let filler = spawn_filler(node_cache.clone(), store.clone(), role.clone());
+        let reads = NodeReads::start(store.clone());
         LogService {
             store,
             role,
@@ -80,7 +80,7 @@ impl<S: LogStore + Send + Sync + 'static> LogService<S> {
             auth,
             node_cache,
             _filler: filler,
-            reads: NodeReads::start(store_for_reads),
+            reads,
         }
     }
 
