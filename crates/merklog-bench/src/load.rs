@@ -9,6 +9,7 @@
 //! heads, the leaf hash of every entry of a page). A failure counts as an
 //! error of class [`VERIFICATION_FAILED`].
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -33,6 +34,11 @@ use crate::stats::{Live, Op, Recorder, VERIFICATION_FAILED};
 /// How many signed heads the consistency readers pick from.
 const HEAD_POOL: usize = 1024;
 
+/// How many heads whose signatures were checked are remembered: the many
+/// answers that carry the same head (every append of a batch, every proof
+/// until the next batch) then cost one signature check, not one each.
+const RECENTLY_VERIFIED: usize = 8;
+
 /// What every worker shares: the log's identity, the latest size seen and a
 /// pool of verified signed heads.
 pub struct Shared {
@@ -40,6 +46,8 @@ pub struct Shared {
     pub log_id: LogId,
     pub size: AtomicU64,
     heads: Mutex<Vec<SignedTreeHead>>,
+    /// Heads whose signatures verified, newest last.
+    verified: Mutex<VecDeque<SignedTreeHead>>,
     pub live: Live,
     /// `Bearer <token>` for the `authorization` header, when given.
     authorization: Option<MetadataValue<Ascii>>,
@@ -53,6 +61,7 @@ impl Shared {
             log_id,
             size: AtomicU64::new(0),
             heads: Mutex::new(Vec::new()),
+            verified: Mutex::new(VecDeque::with_capacity(RECENTLY_VERIFIED)),
             live: Live::default(),
             authorization,
         }
@@ -84,7 +93,8 @@ impl Shared {
     }
 
     /// Checks a wire head: present, well formed, of this log, and signed by
-    /// its key.
+    /// its key (a head equal to one of the last few that verified, signature
+    /// bytes included, is not checked again).
     pub fn check_head(
         &self,
         wire: Option<&v1::SignedTreeHead>,
@@ -95,9 +105,17 @@ impl Shared {
         if log_id[..] != self.log_id.0[..] {
             return Err(format!("{field}: log ID of another log"));
         }
+        if self.verified.lock().expect("verified lock").contains(&sth) {
+            return Ok(sth);
+        }
         self.key
             .verify(&sth)
             .map_err(|e| format!("{field}: bad signature: {e}"))?;
+        let mut verified = self.verified.lock().expect("verified lock");
+        if verified.len() == RECENTLY_VERIFIED {
+            verified.pop_front();
+        }
+        verified.push_back(sth.clone());
         Ok(sth)
     }
 }
@@ -563,4 +581,52 @@ pub async fn prefill(
         failed += f;
     }
     (done, failed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use merklog_merkle::Hash;
+    use merklog_proto::sth_to_wire;
+    use merklog_sth::{LogSigner, TreeHead};
+
+    fn head(size: u64) -> TreeHead {
+        TreeHead {
+            tree_size: size,
+            timestamp_ms: 1_700_000_000_000 + size,
+            root_hash: Hash([size as u8; 32]),
+        }
+    }
+
+    #[test]
+    fn a_remembered_head_does_not_vouch_for_other_signature_bytes() {
+        let signer = LogSigner::generate(&mut rand_core::OsRng);
+        let shared = Shared::new(signer.public_key().clone(), None);
+        let log_id = shared.log_id;
+        let good = sth_to_wire(&signer.sign(head(5)), &log_id);
+        assert!(shared.check_head(Some(&good), "h").is_ok());
+        // Checked again from memory: still accepted.
+        assert!(shared.check_head(Some(&good), "h").is_ok());
+
+        // The same head with a signature over another head: refused, even
+        // though its tree head equals a remembered one.
+        let mut forged = good.clone();
+        forged.signature = signer.sign(head(6)).signature;
+        let e = shared.check_head(Some(&forged), "h").unwrap_err();
+        assert!(e.contains("bad signature"), "{e}");
+
+        // Another key's signature over a remembered head: refused.
+        let other = LogSigner::generate(&mut rand_core::OsRng);
+        let mut foreign = good.clone();
+        foreign.signature = other.sign(head(5)).signature;
+        assert!(shared.check_head(Some(&foreign), "h").is_err());
+
+        // Pushed out of memory by newer heads, the first is checked afresh.
+        for size in 10..10 + RECENTLY_VERIFIED as u64 {
+            let h = sth_to_wire(&signer.sign(head(size)), &log_id);
+            assert!(shared.check_head(Some(&h), "h").is_ok());
+        }
+        assert_eq!(shared.verified.lock().unwrap().len(), RECENTLY_VERIFIED);
+        assert!(shared.check_head(Some(&good), "h").is_ok());
+    }
 }

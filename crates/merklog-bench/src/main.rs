@@ -39,6 +39,9 @@ use crate::stats::{rss_kib, LiveSnapshot, Op, OpReport, Recorder, RssReport};
 /// answer carries 1,000 proofs).
 const MAX_MESSAGE: usize = 256 * 1024 * 1024;
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser, Debug, Clone)]
 #[command(version, about = "Load generator for a merklog log over gRPC")]
 struct Args {
