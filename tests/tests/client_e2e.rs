@@ -88,6 +88,43 @@ async fn client_appends_proves_and_keeps_a_trusted_head() {
     assert!(err.is_verification_failure(), "{err}");
 }
 
+/// Many proofs at once, in calls of at most the log's page size: each
+/// equals the proof asked alone, in the order asked, repeats included.
+#[tokio::test]
+async fn client_proves_many_leaves_in_few_calls() {
+    let mut config = client_common::config();
+    config.limits.max_page_size = 3;
+    let log = Log::start_with(TestDb::sqlite(), signer(), config).await;
+    let mut client = log.client().await;
+    assert!(client
+        .inclusions_by_index(&[], None)
+        .await
+        .unwrap()
+        .is_empty());
+    let entries = (0..10u8).map(|i| vec![b'e', i]).collect();
+    client.append(entries).await.unwrap();
+    client.append(vec![b"last".to_vec()]).await.unwrap();
+
+    let latest = [0, 10, 4, 4, 7, 1, 2, 9];
+    let older = [9, 0, 4, 4, 7, 1, 2];
+    for (size, asked) in [(None, &latest[..]), (Some(10), &older[..])] {
+        let proven = client.inclusions_by_index(asked, size).await.unwrap();
+        assert_eq!(proven.len(), asked.len());
+        for (&index, proof) in asked.iter().zip(proven) {
+            let alone = client.inclusion_by_index(index, size).await.unwrap();
+            assert_eq!(proof.unwrap(), alone, "leaf {index}");
+        }
+    }
+    // A leaf beyond the tree fails the call, saying which.
+    match client.inclusions_by_index(&[0, 10], Some(10)).await {
+        Err(ClientError::Status { code, message }) => {
+            assert_eq!(code, tonic::Code::OutOfRange);
+            assert!(message.contains("leaves[1].leaf_index"), "{message}");
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
 #[tokio::test]
 async fn client_pinned_to_another_key_trusts_nothing() {
     let log = Log::start(TestDb::sqlite(), signer()).await;

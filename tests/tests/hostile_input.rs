@@ -73,6 +73,9 @@ async fn feed(service: &LogService<AnyStore>, bytes: &[u8]) {
     if let Ok(req) = v1::GetInclusionProofRequest::decode(bytes) {
         let _ = service.get_inclusion_proof(Request::new(req)).await;
     }
+    if let Ok(req) = v1::GetInclusionProofsRequest::decode(bytes) {
+        let _ = service.get_inclusion_proofs(Request::new(req)).await;
+    }
     if let Ok(req) = v1::GetConsistencyProofRequest::decode(bytes) {
         let _ = service.get_consistency_proof(Request::new(req)).await;
     }
@@ -109,6 +112,27 @@ fn inputs() -> impl Strategy<Value = Vec<u8>> {
         }),
         proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..40), 0..5)
             .prop_map(|entries| v1::AppendRequest { entries }.encode_to_vec()),
+        (
+            proptest::collection::vec(
+                (any::<u64>(), proptest::collection::vec(any::<u8>(), 0..33)),
+                0..6
+            ),
+            any::<u64>(),
+        )
+            .prop_map(|(leaves, n)| v1::GetInclusionProofsRequest {
+                leaves: leaves
+                    .into_iter()
+                    .map(|(i, hash)| v1::LeafRef {
+                        leaf: Some(if hash.len() % 3 == 0 {
+                            v1::leaf_ref::Leaf::LeafIndex(i % 64)
+                        } else {
+                            v1::leaf_ref::Leaf::LeafHash(hash)
+                        }),
+                    })
+                    .collect(),
+                tree_size: n % 64,
+            }
+            .encode_to_vec()),
     ]
 }
 

@@ -391,6 +391,63 @@ async fn bad_input_is_rejected_clearly(db: TestDb) {
         Code::NotFound,
         &["0101"],
     );
+    let by_index = |i: u64| v1::LeafRef {
+        leaf: Some(v1::leaf_ref::Leaf::LeafIndex(i)),
+    };
+    let by_hash = |h: Vec<u8>| v1::LeafRef {
+        leaf: Some(v1::leaf_ref::Leaf::LeafHash(h)),
+    };
+    let proofs = |leaves: Vec<v1::LeafRef>| v1::GetInclusionProofsRequest {
+        leaves,
+        tree_size: 0,
+    };
+    assert_status(
+        c.get_inclusion_proofs(proofs(vec![])).await,
+        Code::InvalidArgument,
+        &["leaves", "at least one"],
+    );
+    assert_status(
+        c.get_inclusion_proofs(proofs((0..1001).map(|_| by_index(0)).collect()))
+            .await,
+        Code::InvalidArgument,
+        &["leaves", "1001", "1000"],
+    );
+    assert_status(
+        c.get_inclusion_proofs(proofs(vec![by_index(0), v1::LeafRef { leaf: None }]))
+            .await,
+        Code::InvalidArgument,
+        &["leaves[1]", "leaf_index or leaf_hash"],
+    );
+    assert_status(
+        c.get_inclusion_proofs(proofs(vec![by_index(0), by_hash(vec![1; 33])]))
+            .await,
+        Code::InvalidArgument,
+        &["leaves[1].leaf_hash", "32 bytes", "33"],
+    );
+    assert_status(
+        c.get_inclusion_proofs(proofs(vec![by_index(0), by_index(0), by_index(1 << 40)]))
+            .await,
+        Code::OutOfRange,
+        &["leaves[2].leaf_index", "1099511627776"],
+    );
+    assert_status(
+        c.get_inclusion_proofs(proofs(vec![
+            by_hash(leaf_hash(b"seed").0.to_vec()),
+            by_hash(vec![2; 32]),
+        ]))
+        .await,
+        Code::NotFound,
+        &["0202"],
+    );
+    assert_status(
+        c.get_inclusion_proofs(v1::GetInclusionProofsRequest {
+            leaves: vec![by_index(0)],
+            tree_size: 1 << 40,
+        })
+        .await,
+        Code::OutOfRange,
+        &["tree_size", "larger than"],
+    );
     assert_status(
         c.get_consistency_proof(v1::GetConsistencyProofRequest {
             first_size: size,
@@ -665,11 +722,17 @@ macro_rules! on_both_backends {
     };
 }
 
-/// Proofs take the tree's upper levels from the service's node cache once
-/// its filler has caught up (every 100 ms), and the rest from the store:
-/// asked in two rounds, the second after the filler has had time to catch
-/// up, at every size the log had, each proof verifies both times.
-async fn proofs_through_the_node_cache_verify(db: TestDb) {
+/// Starts a server and appends, in one call each, `calls[i]` entries; returns
+/// its key and the signed head of each call.
+async fn server_after_calls(
+    db: &TestDb,
+    calls: &[u32],
+) -> (
+    TestServer,
+    LogClient<Channel>,
+    PublicKey,
+    Vec<SignedTreeHead>,
+) {
     let signer = signer();
     let key = signer.public_key().clone();
     let server = TestServer::start(
@@ -681,12 +744,21 @@ async fn proofs_through_the_node_cache_verify(db: TestDb) {
     .unwrap();
     let mut client = server.client().await.unwrap();
     let mut heads = Vec::new();
-    for call in 0..5u32 {
-        let entries = (0..1000u32)
+    for (call, &n) in calls.iter().enumerate() {
+        let entries = (0..n)
             .map(|i| format!("call {call} entry {i}").into_bytes())
             .collect();
         heads.push(append_verified(&mut client, &key, entries).await.1);
     }
+    (server, client, key, heads)
+}
+
+/// Proofs take the tree's upper levels from the service's node cache once
+/// its filler has caught up (every 100 ms), and the rest from the store:
+/// asked in two rounds, the second after the filler has had time to catch
+/// up, at every size the log had, each proof verifies both times.
+async fn proofs_through_the_node_cache_verify(db: TestDb) {
+    let (server, mut client, _, heads) = server_after_calls(&db, &[1000; 5]).await;
     let latest = heads.last().unwrap().clone();
     for round in 0..2 {
         if round == 1 {
@@ -719,7 +791,84 @@ async fn proofs_through_the_node_cache_verify(db: TestDb) {
     server.stop().await.unwrap();
 }
 
+/// A GetInclusionProofs call answers, for every leaf it names (by index or
+/// by hash, repeated, in any order), exactly the proof GetInclusionProof
+/// gives for it alone, with the signed head once.
+async fn many_proofs_in_one_call_equal_single_proofs(db: TestDb) {
+    let (server, mut client, key, heads) = server_after_calls(&db, &[300, 377, 454, 531]).await;
+    for head in &heads {
+        let n = head.head.tree_size;
+        // Every 7th leaf by index, every 11th by hash, the last leaf twice.
+        let mut wanted: Vec<(u64, v1::LeafRef)> = Vec::new();
+        for index in (0..n).step_by(7).chain([n - 1, n - 1]) {
+            wanted.push((
+                index,
+                v1::LeafRef {
+                    leaf: Some(v1::leaf_ref::Leaf::LeafIndex(index)),
+                },
+            ));
+        }
+        let mut by_hash: Vec<u64> = (3..n).step_by(11).collect();
+        by_hash.reverse();
+        for index in by_hash {
+            let entry = client
+                .get_entries(v1::GetEntriesRequest {
+                    start: index,
+                    end: index + 1,
+                })
+                .await
+                .unwrap()
+                .into_inner()
+                .entries
+                .remove(0);
+            wanted.push((
+                index,
+                v1::LeafRef {
+                    leaf: Some(v1::leaf_ref::Leaf::LeafHash(entry.leaf_hash)),
+                },
+            ));
+        }
+        for chunk in wanted.chunks(1000) {
+            let answer = client
+                .get_inclusion_proofs(v1::GetInclusionProofsRequest {
+                    leaves: chunk.iter().map(|(_, leaf)| leaf.clone()).collect(),
+                    tree_size: n,
+                })
+                .await
+                .unwrap()
+                .into_inner();
+            assert_eq!(verified_head(&key, answer.tree_head.as_ref()), *head);
+            assert_eq!(answer.proofs.len(), chunk.len());
+            for ((index, _), proof) in chunk.iter().zip(&answer.proofs) {
+                let alone = client
+                    .get_inclusion_proof(v1::GetInclusionProofRequest {
+                        leaf: Some(Leaf::LeafIndex(*index)),
+                        tree_size: n,
+                    })
+                    .await
+                    .unwrap()
+                    .into_inner();
+                assert_eq!(proof.tree_head, None);
+                assert_eq!(
+                    *proof,
+                    v1::InclusionProof {
+                        tree_head: None,
+                        ..alone
+                    },
+                    "leaf {index} in size {n}"
+                );
+                let leaf = hash_from_wire(&proof.leaf_hash, "leaf_hash").unwrap();
+                let path = hashes_from_wire(&proof.proof, "proof").unwrap();
+                verify_inclusion(*index, n, &leaf, &path, &head.head.root_hash)
+                    .unwrap_or_else(|e| panic!("leaf {index} in size {n}: {e}"));
+            }
+        }
+    }
+    server.stop().await.unwrap();
+}
+
 on_both_backends!(
+    many_proofs_in_one_call_equal_single_proofs,
     proofs_through_the_node_cache_verify,
     concurrent_appends_all_verify,
     restart_keeps_everything,

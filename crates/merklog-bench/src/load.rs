@@ -18,8 +18,8 @@ use merklog_merkle::{leaf_hash, verify_consistency, verify_inclusion};
 use merklog_proto::v1::get_inclusion_proof_request::Leaf;
 use merklog_proto::v1::log_client::LogClient;
 use merklog_proto::v1::{
-    self, AppendRequest, GetConsistencyProofRequest, GetEntriesRequest, GetInclusionProofRequest,
-    GetSignedTreeHeadRequest,
+    self, leaf_ref, AppendRequest, GetConsistencyProofRequest, GetEntriesRequest,
+    GetInclusionProofRequest, GetInclusionProofsRequest, GetSignedTreeHeadRequest, LeafRef,
 };
 use merklog_proto::{hashes_from_wire, required_sth};
 use merklog_sth::{LogId, PublicKey, SignedTreeHead};
@@ -300,9 +300,14 @@ pub async fn writer(
 /// Which reads a reader issues.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReadKind {
-    Inclusion,
+    /// `per_call` proofs of random leaves per call.
+    Inclusion {
+        per_call: usize,
+    },
     Consistency,
-    Entries { page: u64 },
+    Entries {
+        page: u64,
+    },
 }
 
 /// Asks for reads of `kind` at random places of the log.
@@ -326,10 +331,17 @@ pub async fn reader(
         n += 1;
         let full = (n - 1) % pace.verify_every == 0;
         let (op, outcome) = match kind {
-            ReadKind::Inclusion => (
+            ReadKind::Inclusion { per_call: 1 } => (
                 Op::Inclusion,
                 inclusion(&mut client, &shared, rng.gen_range(0..size), full).await,
             ),
+            ReadKind::Inclusion { per_call } => {
+                let indexes = (0..per_call).map(|_| rng.gen_range(0..size)).collect();
+                (
+                    Op::Inclusion,
+                    inclusions(&mut client, &shared, indexes, full).await,
+                )
+            }
             ReadKind::Consistency => {
                 let Some(first) = shared.random_head(&mut rng) else {
                     tokio::time::sleep(Duration::from_millis(10)).await;
@@ -409,6 +421,64 @@ async fn inclusion(
         check().map_err(Failure::Wrong)?;
     }
     Ok(1)
+}
+
+async fn inclusions(
+    client: &mut LogClient<Channel>,
+    shared: &Shared,
+    indexes: Vec<u64>,
+    full: bool,
+) -> Result<u64, Failure> {
+    let resp = client
+        .get_inclusion_proofs(
+            shared.request(GetInclusionProofsRequest {
+                leaves: indexes
+                    .iter()
+                    .map(|&i| LeafRef {
+                        leaf: Some(leaf_ref::Leaf::LeafIndex(i)),
+                    })
+                    .collect(),
+                tree_size: 0,
+            }),
+        )
+        .await?
+        .into_inner();
+    if resp.proofs.len() != indexes.len() {
+        return Err(Failure::Wrong(format!(
+            "asked for {} proofs, got {}",
+            indexes.len(),
+            resp.proofs.len()
+        )));
+    }
+    let tree_size = resp.proofs[0].tree_size;
+    if let Some((index, p)) = indexes
+        .iter()
+        .zip(&resp.proofs)
+        .find(|(&index, p)| p.leaf_index != index || p.tree_size != tree_size || index >= tree_size)
+    {
+        return Err(Failure::Wrong(format!(
+            "asked for leaf {index} in one tree of {tree_size}, got leaf {} in a tree of {}",
+            p.leaf_index, p.tree_size
+        )));
+    }
+    if full {
+        let check = || -> Result<(), String> {
+            let head = shared.check_head(resp.tree_head.as_ref(), "tree_head")?;
+            if head.head.tree_size != tree_size {
+                return Err("the head is not at the proofs' tree size".into());
+            }
+            for (i, p) in resp.proofs.iter().enumerate() {
+                let leaf = merklog_proto::hash_from_wire(&p.leaf_hash, "leaf_hash")
+                    .map_err(|e| format!("proofs[{i}]: {e}"))?;
+                let proof = hashes_from_wire(&p.proof, "proof").map_err(|e| e.to_string())?;
+                verify_inclusion(p.leaf_index, tree_size, &leaf, &proof, &head.head.root_hash)
+                    .map_err(|e| format!("leaf {} in {tree_size}: {e}", p.leaf_index))?;
+            }
+            Ok(())
+        };
+        check().map_err(Failure::Wrong)?;
+    }
+    Ok(indexes.len() as u64)
 }
 
 async fn consistency(

@@ -94,6 +94,10 @@ struct Args {
     /// Concurrent readers of inclusion proofs for random leaf indexes.
     #[arg(long, default_value_t = 0)]
     inclusion_readers: usize,
+    /// Inclusion proofs per call: 1 asks GetInclusionProof; more ask
+    /// GetInclusionProofs for that many random leaves at once.
+    #[arg(long, default_value_t = 1)]
+    proofs_per_call: usize,
     /// Concurrent readers of consistency proofs between a random earlier
     /// signed head and the latest.
     #[arg(long, default_value_t = 0)]
@@ -334,6 +338,7 @@ struct Settings {
     entry_bytes: usize,
     write_rate: f64,
     inclusion_readers: usize,
+    proofs_per_call: usize,
     consistency_readers: usize,
     entries_readers: usize,
     page_size: u64,
@@ -362,8 +367,12 @@ fn interval(rate: f64, workers: usize, per_call: f64) -> Option<Duration> {
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
-    if args.entries_per_call == 0 || args.entry_bytes == 0 || args.verify_every == 0 {
-        bail!("--entries-per-call, --entry-bytes and --verify-every must be at least 1");
+    if args.entries_per_call == 0
+        || args.entry_bytes == 0
+        || args.verify_every == 0
+        || args.proofs_per_call == 0
+    {
+        bail!("--entries-per-call, --entry-bytes, --verify-every and --proofs-per-call must be at least 1");
     }
     let (url, spawned, rss_pid) = match (&args.server, &args.spawn_postgres, &args.spawn_sqlite) {
         (Some(url), None, None) => (url.clone(), None, args.server_pid),
@@ -494,18 +503,23 @@ async fn run(args: Args) -> anyhow::Result<()> {
             args.entry_bytes,
         )));
     }
-    let readers: Vec<ReadKind> = std::iter::repeat_n(ReadKind::Inclusion, args.inclusion_readers)
-        .chain(std::iter::repeat_n(
-            ReadKind::Consistency,
-            args.consistency_readers,
-        ))
-        .chain(std::iter::repeat_n(
-            ReadKind::Entries {
-                page: args.page_size,
-            },
-            args.entries_readers,
-        ))
-        .collect();
+    let readers: Vec<ReadKind> = std::iter::repeat_n(
+        ReadKind::Inclusion {
+            per_call: args.proofs_per_call,
+        },
+        args.inclusion_readers,
+    )
+    .chain(std::iter::repeat_n(
+        ReadKind::Consistency,
+        args.consistency_readers,
+    ))
+    .chain(std::iter::repeat_n(
+        ReadKind::Entries {
+            page: args.page_size,
+        },
+        args.entries_readers,
+    ))
+    .collect();
     let read_pace = pace(args.read_rate, readers.len(), 1.0);
     for (r, kind) in readers.iter().enumerate() {
         let offset = spread(read_pace.interval, r, readers.len());
@@ -567,6 +581,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             entry_bytes: args.entry_bytes,
             write_rate: args.write_rate,
             inclusion_readers: args.inclusion_readers,
+            proofs_per_call: args.proofs_per_call,
             consistency_readers: args.consistency_readers,
             entries_readers: args.entries_readers,
             page_size: args.page_size,
@@ -621,12 +636,13 @@ fn print_report(r: &Report) {
         r.log.log_id, r.log.size_before, r.log.size_after
     );
     println!(
-        "  {} writers x {} entries/call of {} bytes at {}; readers: {} inclusion, {} consistency, {} pages of {} at {}; {} connections; verify 1 in {}",
+        "  {} writers x {} entries/call of {} bytes at {}; readers: {} inclusion ({} proofs/call), {} consistency, {} pages of {} at {}; {} connections; verify 1 in {}",
         s.writers,
         s.entries_per_call,
         s.entry_bytes,
         rate_text(s.write_rate, "entries/s"),
         s.inclusion_readers,
+        s.proofs_per_call,
         s.consistency_readers,
         s.entries_readers,
         s.page_size,

@@ -43,7 +43,8 @@ pub struct ServeArgs {
     /// The most entries in one Append call.
     #[arg(long, env = "MERKLOG_MAX_ENTRIES_PER_APPEND", default_value_t = Limits::default().max_entries_per_append)]
     pub max_entries_per_append: usize,
-    /// The most entries one GetEntries call returns.
+    /// The most entries one GetEntries call returns, and the most leaves one
+    /// GetInclusionProofs call may ask for.
     #[arg(long, env = "MERKLOG_MAX_PAGE_SIZE", default_value_t = Limits::default().max_page_size)]
     pub max_page_size: usize,
     /// Memory for the upper levels of the tree kept for proofs, in MiB; the

@@ -103,6 +103,37 @@ impl ServedEntry {
     }
 }
 
+/// Reads an inclusion proof the log answered for `leaf` in the tree of
+/// `head`, checking that it is the proof asked for (not yet that it
+/// verifies).
+fn proof_from_reply(
+    leaf: &Leaf,
+    head: &VerifiedHead,
+    reply: &v1::InclusionProof,
+) -> Result<InclusionProofJson> {
+    expect("tree_size", head.tree_size(), reply.tree_size)?;
+    let leaf_hash = hash_from_wire(&reply.leaf_hash, "leaf_hash")?;
+    match leaf {
+        Leaf::LeafIndex(index) => expect("leaf_index", *index, reply.leaf_index)?,
+        Leaf::LeafHash(asked) => {
+            if asked[..] != leaf_hash.0 {
+                return Err(ClientError::Unexpected {
+                    field: "leaf_hash".into(),
+                    expected: hex::encode(asked),
+                    got: leaf_hash.to_string(),
+                });
+            }
+        }
+    }
+    Ok(InclusionProofJson {
+        leaf_index: reply.leaf_index,
+        tree_size: reply.tree_size,
+        leaf_hash,
+        root_hash: head.root_hash(),
+        proof: hashes_from_wire(&reply.proof, "proof")?,
+    })
+}
+
 /// An inclusion proof checked against a verified head.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProvenInclusion {
@@ -631,35 +662,75 @@ impl Client {
             })
             .await?
             .into_inner();
-        expect("tree_size", head.tree_size(), reply.tree_size)?;
-        let leaf_hash = hash_from_wire(&reply.leaf_hash, "leaf_hash")?;
-        match leaf {
-            Leaf::LeafIndex(index) => expect("leaf_index", index, reply.leaf_index)?,
-            Leaf::LeafHash(asked) => {
-                if asked != leaf_hash.0 {
-                    return Err(ClientError::Unexpected {
-                        field: "leaf_hash".into(),
-                        expected: hex::encode(asked),
-                        got: leaf_hash.to_string(),
-                    });
-                }
-            }
-        }
         if let Some(wire) = &reply.tree_head {
-            // The log may send its head again; it must be the same tree.
-            expect("tree_head.tree_size", head.tree_size(), wire.tree_size)?;
-            let served = self.verify_wire_head(wire, "tree_head")?;
-            check_heads_consistent(&head, &served, &[])?;
+            self.check_served_head(&head, wire)?;
         }
-        let proof = InclusionProofJson {
-            leaf_index: reply.leaf_index,
-            tree_size: reply.tree_size,
-            leaf_hash,
-            root_hash: head.root_hash(),
-            proof: hashes_from_wire(&reply.proof, "proof")?,
-        };
+        let proof = proof_from_reply(&leaf, &head, &reply)?;
         check_inclusion(&head, &proof)?;
         Ok(ProvenInclusion { proof, head })
+    }
+
+    /// Proves each leaf of `indexes` into the latest head (or the signed
+    /// head at `tree_size`), asking for up to `LogInfo::max_page_size`
+    /// proofs per call.
+    ///
+    /// # Errors
+    /// The outer result fails as [`Client::inclusion_by_index`] does for
+    /// the head or the call (including a log that answers another leaf or
+    /// another number of proofs than asked); each inner result is
+    /// [`ClientError::InclusionProof`] (or a head mismatch) for a proof that
+    /// does not verify, so one bad proof does not hide the others.
+    pub async fn inclusions_by_index(
+        &mut self,
+        indexes: &[u64],
+        tree_size: Option<u64>,
+    ) -> Result<Vec<Result<ProvenInclusion>>> {
+        let head = self.head_for(tree_size).await?;
+        if indexes.is_empty() {
+            return Ok(Vec::new());
+        }
+        let per_call = (self.log_info().await?.max_page_size as usize).max(1);
+        let mut proven = Vec::with_capacity(indexes.len());
+        for chunk in indexes.chunks(per_call) {
+            let leaves: Vec<Leaf> = chunk.iter().map(|&i| Leaf::LeafIndex(i)).collect();
+            let reply = self
+                .rpc
+                .get_inclusion_proofs(v1::GetInclusionProofsRequest {
+                    leaves: chunk
+                        .iter()
+                        .map(|&i| v1::LeafRef {
+                            leaf: Some(v1::leaf_ref::Leaf::LeafIndex(i)),
+                        })
+                        .collect(),
+                    tree_size: head.tree_size(),
+                })
+                .await?
+                .into_inner();
+            if let Some(wire) = &reply.tree_head {
+                self.check_served_head(&head, wire)?;
+            }
+            expect(
+                "number of proofs",
+                chunk.len() as u64,
+                reply.proofs.len() as u64,
+            )?;
+            for (leaf, reply) in leaves.iter().zip(&reply.proofs) {
+                let proof = proof_from_reply(leaf, &head, reply)?;
+                proven.push(check_inclusion(&head, &proof).map(|()| ProvenInclusion {
+                    proof,
+                    head: head.clone(),
+                }));
+            }
+        }
+        Ok(proven)
+    }
+
+    /// Checks a head the log sent again with a proof: it must be the tree of
+    /// `head`, signed by the log.
+    fn check_served_head(&self, head: &VerifiedHead, wire: &v1::SignedTreeHead) -> Result<()> {
+        expect("tree_head.tree_size", head.tree_size(), wire.tree_size)?;
+        let served = self.verify_wire_head(wire, "tree_head")?;
+        check_heads_consistent(head, &served, &[])
     }
 
     /// Proves that the tree of `first` leaves is a prefix of the latest

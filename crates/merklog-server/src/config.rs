@@ -31,7 +31,8 @@ pub struct Limits {
     pub max_entry_bytes: usize,
     /// The most entries one `Append` call may carry.
     pub max_entries_per_append: usize,
-    /// The most entries one `GetEntries` call may return.
+    /// The most entries one `GetEntries` call may return, and the most
+    /// leaves one `GetInclusionProofs` call may ask for.
     pub max_page_size: usize,
     /// The most memory the cache of the tree's upper levels may take
     /// (`node_cache`): the larger, the fewer nodes a proof reads from the

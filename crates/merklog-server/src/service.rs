@@ -1,11 +1,13 @@
 //! The `merklog.v1.Log` gRPC service: validation of every request, reads
 //! from the store, appends through the sequencer.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use merklog_merkle::{
     consistency_proof_nodes, inclusion_proof_nodes, leaf_hash, Hash, NodeId, ProofNodes,
 };
+use merklog_proto::v1::leaf_ref::Leaf as LeafRef;
 use merklog_proto::v1::{self, get_inclusion_proof_request::Leaf, log_server::Log};
 use merklog_proto::{hash_from_wire, hashes_to_wire, sth_to_wire};
 use merklog_sth::{LogId, PublicKey, SignedTreeHead};
@@ -191,9 +193,107 @@ impl<S: LogStore + Send + Sync + 'static> LogService<S> {
             .map_err(|e| ServiceError::DataLoss(e.to_string()))
     }
 
-    /// Builds the inclusion proof of leaf `index` in the tree of `size`;
-    /// without a known `leaf_hash`, reads it in the same query as the
-    /// proof's nodes (one round trip per proof).
+    /// Finds the index of each leaf in `wanted` in the tree of `size`, with
+    /// its leaf hash when the caller gave that: one store query for all
+    /// those given by hash. `index_field(i)` names the `i`-th index in
+    /// errors (a hash names itself).
+    async fn locate(
+        &self,
+        wanted: &[WantedLeaf],
+        index_field: impl Fn(usize) -> String,
+        size: u64,
+    ) -> Result<Vec<(u64, Option<Hash>)>, ServiceError> {
+        let by_hash: Vec<Hash> = wanted
+            .iter()
+            .filter_map(|w| match w {
+                WantedLeaf::Hash(hash) => Some(*hash),
+                WantedLeaf::Index(_) => None,
+            })
+            .collect();
+        let found: HashMap<Hash, u64> = if by_hash.is_empty() {
+            HashMap::new()
+        } else {
+            self.store
+                .find_by_leaf_hash(&by_hash)
+                .await?
+                .into_iter()
+                .collect()
+        };
+        wanted
+            .iter()
+            .enumerate()
+            .map(|(i, w)| match *w {
+                WantedLeaf::Index(index) if index >= size => Err(ServiceError::out_of_range(
+                    index_field(i),
+                    format!("leaf index {index} is not below tree size {size}"),
+                )),
+                WantedLeaf::Index(index) => Ok((index, None)),
+                WantedLeaf::Hash(hash) => match found.get(&hash) {
+                    None => Err(ServiceError::NotFound(format!(
+                        "no entry with leaf hash {hash} is in the log"
+                    ))),
+                    Some(&index) if index >= size => Err(ServiceError::out_of_range(
+                        "tree_size",
+                        format!("leaf hash {hash} is at index {index}, outside tree size {size}"),
+                    )),
+                    Some(&index) => Ok((index, Some(hash))),
+                },
+            })
+            .collect()
+    }
+
+    /// Builds the inclusion proofs of `leaves` (each an index, with its leaf
+    /// hash when known) in the tree of `size`, reading every node they need
+    /// that the cache lacks in one query, the unknown leaf hashes included.
+    /// The proofs carry no tree head.
+    async fn inclusion_proofs(
+        &self,
+        leaves: &[(u64, Option<Hash>)],
+        size: u64,
+    ) -> Result<Vec<v1::InclusionProof>, ServiceError> {
+        let mut plans = Vec::with_capacity(leaves.len());
+        let mut ids = Vec::new();
+        for &(index, known) in leaves {
+            let plan = inclusion_proof_nodes(index, size)
+                .map_err(|e| ServiceError::out_of_range("leaf_index", e.to_string()))?;
+            if known.is_none() {
+                ids.push(NodeId::leaf(index));
+            }
+            ids.extend_from_slice(plan.ids());
+            plans.push(plan);
+        }
+        let hashes = self.node_hashes(&ids).await?;
+        let mut rest = &hashes[..];
+        leaves
+            .iter()
+            .zip(&plans)
+            .map(|(&(index, known), plan)| {
+                let leaf_hash = match known {
+                    Some(hash) => hash,
+                    None => {
+                        let (first, tail) = rest.split_first().expect("one hash per id");
+                        rest = tail;
+                        *first
+                    }
+                };
+                let (nodes, tail) = rest.split_at(plan.ids().len());
+                rest = tail;
+                let proof = plan
+                    .assemble(nodes)
+                    .map_err(|e| ServiceError::DataLoss(e.to_string()))?;
+                Ok(v1::InclusionProof {
+                    leaf_index: index,
+                    tree_size: size,
+                    leaf_hash: leaf_hash.0.to_vec(),
+                    proof: hashes_to_wire(&proof),
+                    tree_head: None,
+                })
+            })
+            .collect()
+    }
+
+    /// The inclusion proof of leaf `index` (with its leaf hash, when known)
+    /// in the tree of `size`, carrying `head`.
     async fn inclusion_proof(
         &self,
         index: u64,
@@ -201,28 +301,10 @@ impl<S: LogStore + Send + Sync + 'static> LogService<S> {
         size: u64,
         head: Option<SignedTreeHead>,
     ) -> Result<v1::InclusionProof, ServiceError> {
-        let plan = inclusion_proof_nodes(index, size)
-            .map_err(|e| ServiceError::out_of_range("leaf_index", e.to_string()))?;
-        let (leaf_hash, proof) = match leaf_hash {
-            Some(hash) => (hash, self.fetch_proof(&plan).await?),
-            None => {
-                let mut ids = Vec::with_capacity(plan.ids().len() + 1);
-                ids.push(NodeId::leaf(index));
-                ids.extend_from_slice(plan.ids());
-                let hashes = self.node_hashes(&ids).await?;
-                let proof = plan
-                    .assemble(&hashes[1..])
-                    .map_err(|e| ServiceError::DataLoss(e.to_string()))?;
-                (hashes[0], proof)
-            }
-        };
-        Ok(v1::InclusionProof {
-            leaf_index: index,
-            tree_size: size,
-            leaf_hash: leaf_hash.0.to_vec(),
-            proof: hashes_to_wire(&proof),
-            tree_head: head.map(|h| self.wire_sth(&h)),
-        })
+        let mut proofs = self.inclusion_proofs(&[(index, leaf_hash)], size).await?;
+        let mut proof = proofs.pop().expect("one proof per leaf");
+        proof.tree_head = head.map(|h| self.wire_sth(&h));
+        Ok(proof)
     }
 
     fn check_entries(&self, entries: &[Vec<u8>]) -> Result<(), ServiceError> {
@@ -294,41 +376,56 @@ impl<S: LogStore + Send + Sync + 'static> LogService<S> {
         req: v1::GetInclusionProofRequest,
     ) -> Result<v1::InclusionProof, ServiceError> {
         let (size, head) = self.resolve_size(req.tree_size, "tree_size").await?;
-        let (index, leaf_hash) = match req.leaf {
-            None => {
-                return Err(ServiceError::invalid(
-                    "leaf",
-                    "give either leaf_index or leaf_hash",
-                ))
-            }
-            Some(Leaf::LeafIndex(index)) => {
-                if index >= size {
-                    return Err(ServiceError::out_of_range(
-                        "leaf_index",
-                        format!("leaf index {index} is not below tree size {size}"),
-                    ));
-                }
-                (index, None)
-            }
-            Some(Leaf::LeafHash(bytes)) => {
-                let hash = hash_from_wire(&bytes, "leaf_hash")
-                    .map_err(|e| ServiceError::invalid("leaf_hash", e.to_string()))?;
-                let found = self.store.find_by_leaf_hash(&[hash]).await?;
-                let Some(&(_, index)) = found.first() else {
-                    return Err(ServiceError::NotFound(format!(
-                        "no entry with leaf hash {hash} is in the log"
-                    )));
-                };
-                if index >= size {
-                    return Err(ServiceError::out_of_range(
-                        "tree_size",
-                        format!("leaf hash {hash} is at index {index}, outside tree size {size}"),
-                    ));
-                }
-                (index, Some(hash))
-            }
-        };
+        let wanted = match req.leaf {
+            None => None,
+            Some(Leaf::LeafIndex(index)) => Some(WantedLeaf::Index(index)),
+            Some(Leaf::LeafHash(bytes)) => Some(WantedLeaf::from_wire_hash(&bytes, "leaf_hash")?),
+        }
+        .ok_or_else(|| ServiceError::invalid("leaf", "give either leaf_index or leaf_hash"))?;
+        let found = self
+            .locate(&[wanted], |_| "leaf_index".to_owned(), size)
+            .await?;
+        let (index, leaf_hash) = found[0];
         self.inclusion_proof(index, leaf_hash, size, head).await
+    }
+
+    async fn inclusions(
+        &self,
+        req: v1::GetInclusionProofsRequest,
+    ) -> Result<v1::InclusionProofs, ServiceError> {
+        let max = self.limits.max_page_size;
+        if req.leaves.is_empty() {
+            return Err(ServiceError::invalid("leaves", "give at least one leaf"));
+        }
+        if req.leaves.len() > max {
+            return Err(ServiceError::invalid(
+                "leaves",
+                format!("{} leaves asked; at most {max} per call", req.leaves.len()),
+            ));
+        }
+        let wanted = req
+            .leaves
+            .iter()
+            .enumerate()
+            .map(|(i, leaf)| match &leaf.leaf {
+                None => Err(ServiceError::invalid(
+                    format!("leaves[{i}]"),
+                    "give either leaf_index or leaf_hash",
+                )),
+                Some(LeafRef::LeafIndex(index)) => Ok(WantedLeaf::Index(*index)),
+                Some(LeafRef::LeafHash(bytes)) => {
+                    WantedLeaf::from_wire_hash(bytes, &format!("leaves[{i}].leaf_hash"))
+                }
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let (size, head) = self.resolve_size(req.tree_size, "tree_size").await?;
+        let found = self
+            .locate(&wanted, |i| format!("leaves[{i}].leaf_index"), size)
+            .await?;
+        Ok(v1::InclusionProofs {
+            proofs: self.inclusion_proofs(&found, size).await?,
+            tree_head: head.map(|h| self.wire_sth(&h)),
+        })
     }
 
     async fn consistency(
@@ -415,6 +512,21 @@ impl<S: LogStore + Send + Sync + 'static> LogService<S> {
     }
 }
 
+/// A leaf a caller asked to prove.
+#[derive(Debug, Clone, Copy)]
+enum WantedLeaf {
+    Index(u64),
+    Hash(Hash),
+}
+
+impl WantedLeaf {
+    fn from_wire_hash(bytes: &[u8], field: &str) -> Result<Self, ServiceError> {
+        hash_from_wire(bytes, field)
+            .map(WantedLeaf::Hash)
+            .map_err(|e| ServiceError::invalid(field, e.to_string()))
+    }
+}
+
 /// The label of a gRPC code in metrics.
 fn code_name(code: tonic::Code) -> &'static str {
     match code {
@@ -485,6 +597,14 @@ impl<S: LogStore + Send + Sync + 'static> Log for LogService<S> {
     ) -> Result<Response<v1::InclusionProof>, Status> {
         self.authorize(&request, "GetInclusionProof", Access::Read)?;
         Ok(Response::new(self.inclusion(request.into_inner()).await?))
+    }
+
+    async fn get_inclusion_proofs(
+        &self,
+        request: Request<v1::GetInclusionProofsRequest>,
+    ) -> Result<Response<v1::InclusionProofs>, Status> {
+        self.authorize(&request, "GetInclusionProofs", Access::Read)?;
+        Ok(Response::new(self.inclusions(request.into_inner()).await?))
     }
 
     async fn get_consistency_proof(
