@@ -2,11 +2,13 @@
 //! database): a superuser disables the append-only triggers and
 //! (a) changes one entry's bytes, (b) changes one stored node hash,
 //! (c) deletes the newest entries and head, (d) inserts a head with another
-//! root. `verify-store` (reading through a read-only role) and `audit`
+//! root, (e) changes a leaf tile, from which proofs take their lower nodes,
+//! and forges one. `verify-store` (reading through a read-only role) and `audit`
 //! (through a server that was running when the rows changed) catch each one
 //! and name it; the server refuses to start on (b)–(d).
 //!
-//! Each log is three batches of three entries: heads at sizes 0, 3, 6, 9.
+//! Each log is three batches of three entries: heads at sizes 0, 3, 6, 9
+//! (for (e), two more batches take it to 40, so that it has tiles).
 
 mod client_common;
 
@@ -516,6 +518,59 @@ async fn tamper_d_an_inserted_head_with_another_root_is_caught() {
             .iter()
             .any(|p| matches!(p, AuditProblem::LogError { during, error }
             if during.contains("size 9") && error.contains("signature does not verify"))),
+        "{}",
+        describe(&report.problems)
+    );
+}
+
+#[tokio::test]
+async fn tamper_e_a_changed_or_forged_leaf_tile_is_caught() {
+    let (log, _scratch, _) = log_of_nine().await;
+    let more: Vec<String> = (9..40).map(|i| format!("e{i}")).collect();
+    let more: Vec<&str> = more.iter().map(String::as_str).collect();
+    log.append_batches(&[&more[..20], &more[20..]]).await;
+    let db = superuser(&log);
+    sqlx::query("ALTER TABLE leaf_tiles DISABLE TRIGGER ALL")
+        .execute(db)
+        .await
+        .unwrap();
+    // Tile 1 (leaves 16..31): its 4th hash, leaf 19's, changed.
+    sqlx::query("UPDATE leaf_tiles SET hashes = set_byte(hashes, 3 * 32, get_byte(hashes, 3 * 32) # 1) WHERE tile = 1")
+        .execute(db)
+        .await
+        .unwrap();
+    // A tile for leaves 48..63, which are not in the log.
+    sqlx::query(
+        "INSERT INTO leaf_tiles (tile, hashes) SELECT 3, hashes FROM leaf_tiles WHERE tile = 0",
+    )
+    .execute(db)
+    .await
+    .unwrap();
+    sqlx::query("ALTER TABLE leaf_tiles ENABLE TRIGGER ALL")
+        .execute(db)
+        .await
+        .unwrap();
+
+    let report = check_store(&log, None).await;
+    assert_eq!(report.tiles_checked, 2);
+    assert!(
+        matches!(
+            report.problems.as_slice(),
+            [
+                StoreProblem::Tile { tile: 1, detail },
+                StoreProblem::Tile { tile: 3, .. },
+            ] if detail.contains("hash 3") && detail.contains("leaf 19")
+        ),
+        "{}",
+        describe(&report.problems)
+    );
+    // Proofs in that block now carry a node computed from the bad tile.
+    let report = audit_log(&log).await;
+    assert!(
+        report.problems.iter().any(|p| matches!(
+            p,
+            AuditProblem::BadProofNode { first, end, .. } if *first >= 16 && *end <= 32
+        )),
         "{}",
         describe(&report.problems)
     );

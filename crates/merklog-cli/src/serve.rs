@@ -290,6 +290,7 @@ async fn verify_whole_store(store: &AnyStore, key: &merklog_sth::PublicKey) -> a
     tracing::info!(
         leaves = report.leaves,
         nodes = report.nodes_checked,
+        tiles = report.tiles_checked,
         heads = report.heads_checked,
         "whole stored log verified"
     );

@@ -4,8 +4,8 @@ use merklog_merkle::{Hash, NodeId};
 use merklog_sth::{SignedTreeHead, TreeHead};
 
 use crate::{
-    Batch, Entry, LeaderLease, LeaderTerm, LeafNodes, LogStore, PgStore, Result, SqliteStore,
-    StorageError, DEFAULT_SQLITE_PATH,
+    Batch, Entry, LeaderLease, LeaderTerm, LeafNodes, LeafTile, LogStore, PgStore, Result,
+    SqliteStore, StorageError, DEFAULT_SQLITE_PATH,
 };
 
 /// Either backend, so the service can pick one from its configuration.
@@ -96,6 +96,10 @@ impl LogStore for AnyStore {
 
     async fn tree_heads(&self, after: Option<TreeHead>, limit: u32) -> Result<Vec<SignedTreeHead>> {
         delegate!(self, s => s.tree_heads(after, limit))
+    }
+
+    async fn leaf_tiles(&self, first_tile: u64, end_tile: u64) -> Result<Option<Vec<LeafTile>>> {
+        delegate!(self, s => s.leaf_tiles(first_tile, end_tile))
     }
 
     async fn leaves_with_nodes(&self, start: u64, end: u64) -> Result<Vec<LeafNodes>> {

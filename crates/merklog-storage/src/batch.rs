@@ -1,7 +1,7 @@
 //! What is appended and what is read back, and the shape checks every backend
 //! runs before it writes anything.
 
-use merklog_merkle::{leaf_hash, CompactRange, Hash, NodeId};
+use merklog_merkle::{leaf_hash, merkle_tree_hash, CompactRange, Hash, NodeId};
 use merklog_sth::{SignedTreeHead, TreeHead};
 
 use crate::{Result, StorageError};
@@ -199,6 +199,50 @@ pub(crate) fn node_location(id: NodeId) -> Option<(u64, Option<usize>)> {
         .filter(|&last| last <= MAX_STORED)?;
     let offset = (id.level > 0).then(|| (id.level as usize - 1) * Hash::LEN);
     Some((last, offset))
+}
+
+/// Leaves per tile (PostgreSQL's `leaf_tiles`): 2^TILE_HEIGHT.
+pub(crate) const TILE_HEIGHT: u8 = 4;
+
+/// The tile whose leaves hold `id`, if `id` is below [`TILE_HEIGHT`] and
+/// within the storable indexes.
+pub(crate) fn tile_of(id: NodeId) -> Option<i64> {
+    if id.level >= TILE_HEIGHT {
+        return None;
+    }
+    let first = id.index.checked_mul(1 << id.level)?;
+    i64::try_from(first >> TILE_HEIGHT).ok()
+}
+
+/// Splits tile `tile`'s stored bytes into its 16 leaf hashes.
+pub(crate) fn tile_hashes(tile: u64, bytes: &[u8]) -> Result<Vec<Hash>> {
+    let leaves = 1usize << TILE_HEIGHT;
+    if bytes.len() != leaves * Hash::LEN {
+        return Err(StorageError::Corrupt {
+            what: format!(
+                "the tile of leaves [{}, {}) has {} bytes, not {}",
+                tile << TILE_HEIGHT,
+                (tile + 1) << TILE_HEIGHT,
+                bytes.len(),
+                leaves * Hash::LEN
+            ),
+        });
+    }
+    Ok(bytes
+        .chunks_exact(Hash::LEN)
+        .map(|b| Hash(b.try_into().expect("chunk is 32 bytes")))
+        .collect())
+}
+
+/// Computes the hash of `id` (below [`TILE_HEIGHT`]) from `tile`, the
+/// stored leaf hashes of the complete block that holds it.
+pub(crate) fn node_from_tile(id: NodeId, tile: &[u8]) -> Result<Hash> {
+    let Some(block) = tile_of(id).map(|t| t as u64) else {
+        return Err(StorageError::NodeMissing { id });
+    };
+    let hashes = tile_hashes(block, tile)?;
+    let first = ((id.index << id.level) - (block << TILE_HEIGHT)) as usize;
+    Ok(merkle_tree_hash(&hashes[first..first + (1 << id.level)]))
 }
 
 /// Picks the hash of `id` out of its row's `leaf_hash` and `nodes`.

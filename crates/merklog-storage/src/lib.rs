@@ -47,6 +47,10 @@ pub use sqlite::{SqliteStore, DEFAULT_SQLITE_PATH};
 /// The largest leaf index or tree size the schema can hold (`BIGINT`).
 pub const MAX_TREE_SIZE: u64 = i64::MAX as u64;
 
+/// A leaf tile: its index `t` and the leaf hashes of leaves
+/// `[16·t, 16·t + 16)` (docs/STORAGE.md, "Leaf tiles").
+pub type LeafTile = (u64, Vec<Hash>);
+
 /// The storage of one log.
 ///
 /// Readers may call every method concurrently with each other and with one
@@ -117,6 +121,23 @@ pub trait LogStore: Send + Sync {
         after: Option<TreeHead>,
         limit: u32,
     ) -> impl Future<Output = Result<Vec<SignedTreeHead>>> + Send;
+
+    /// Returns the leaf tiles `[first_tile, end_tile)` the store keeps, in
+    /// order: tile `t` is the leaf hashes of leaves `[16·t, 16·t + 16)`,
+    /// from which proofs take the nodes of levels 0–3 (docs/STORAGE.md,
+    /// "Leaf tiles"); `None` for a store that keeps no tiles. For
+    /// rechecking them against the leaves.
+    ///
+    /// # Errors
+    /// [`StorageError::Corrupt`] when a tile does not hold 16 hashes.
+    fn leaf_tiles(
+        &self,
+        first_tile: u64,
+        end_tile: u64,
+    ) -> impl Future<Output = Result<Option<Vec<LeafTile>>>> + Send {
+        let _ = (first_tile, end_tile);
+        async { Ok(None) }
+    }
 
     /// Returns the leaf hashes and stored node hashes of leaves
     /// `[start, end)`, in index order, for rechecking every stored node.

@@ -11,10 +11,12 @@ use sqlx::Row;
 use tracing::instrument;
 
 use crate::batch::{
-    clamp_range, from_i64, hash_from_db, leaf_nodes_from_row, node_from_row, node_location, rows,
-    to_i64, MAX_STORED,
+    clamp_range, from_i64, hash_from_db, leaf_nodes_from_row, node_from_row, node_from_tile,
+    node_location, rows, tile_hashes, tile_of, to_i64, MAX_STORED,
 };
-use crate::{Batch, Entry, LeaderLease, LeaderTerm, LeafNodes, LogStore, Result, StorageError};
+use crate::{
+    Batch, Entry, LeaderLease, LeaderTerm, LeafNodes, LeafTile, LogStore, Result, StorageError,
+};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/postgres");
 
@@ -170,22 +172,47 @@ impl LogStore for PgStore {
 
     #[instrument(skip_all, fields(ids = ids.len()))]
     async fn node_hashes(&self, ids: &[NodeId]) -> Result<Vec<Hash>> {
-        let mut wanted = Vec::with_capacity(ids.len());
-        for id in ids {
+        // Nodes below the tile height come from their block's tile when the
+        // block is complete; the rest, from the rows that store them.
+        let mut tiles: Vec<i64> = ids.iter().filter_map(|id| tile_of(*id)).collect();
+        tiles.sort_unstable();
+        tiles.dedup();
+        let by_tile: HashMap<i64, Vec<u8>> = if tiles.is_empty() {
+            HashMap::new()
+        } else {
+            sqlx::query_as("SELECT tile, hashes FROM leaf_tiles WHERE tile = ANY($1)")
+                .bind(&tiles)
+                .fetch_all(&self.pool)
+                .await?
+                .into_iter()
+                .collect()
+        };
+        let stored_tile = |id: &NodeId| tile_of(*id).and_then(|tile| by_tile.get(&tile));
+        let mut wanted = Vec::new();
+        for id in ids.iter().filter(|id| stored_tile(id).is_none()) {
             let (row, _) = node_location(*id).ok_or(StorageError::NodeMissing { id: *id })?;
             wanted.push(row as i64);
         }
         wanted.sort_unstable();
         wanted.dedup();
-        let found: Vec<(i64, Vec<u8>, Vec<u8>)> =
-            sqlx::query_as("SELECT idx, leaf_hash, nodes FROM leaves WHERE idx = ANY($1)")
-                .bind(&wanted)
-                .fetch_all(&self.pool)
-                .await?;
-        let by_idx: HashMap<i64, (Vec<u8>, Vec<u8>)> =
-            found.into_iter().map(|(i, h, n)| (i, (h, n))).collect();
+        let by_idx: HashMap<i64, (Vec<u8>, Vec<u8>)> = if wanted.is_empty() {
+            HashMap::new()
+        } else {
+            sqlx::query_as::<_, (i64, Vec<u8>, Vec<u8>)>(
+                "SELECT idx, leaf_hash, nodes FROM leaves WHERE idx = ANY($1)",
+            )
+            .bind(&wanted)
+            .fetch_all(&self.pool)
+            .await?
+            .into_iter()
+            .map(|(i, h, n)| (i, (h, n)))
+            .collect()
+        };
         ids.iter()
             .map(|id| {
+                if let Some(tile) = stored_tile(id) {
+                    return node_from_tile(*id, tile);
+                }
                 let (row, _) = node_location(*id).expect("checked above");
                 let (leaf_hash, nodes) = by_idx
                     .get(&(row as i64))
@@ -193,6 +220,25 @@ impl LogStore for PgStore {
                 node_from_row(*id, leaf_hash, nodes)
             })
             .collect()
+    }
+
+    #[instrument(skip(self))]
+    async fn leaf_tiles(&self, first_tile: u64, end_tile: u64) -> Result<Option<Vec<LeafTile>>> {
+        let (first, end) = clamp_range(first_tile, end_tile);
+        let rows: Vec<(i64, Vec<u8>)> = sqlx::query_as(
+            "SELECT tile, hashes FROM leaf_tiles WHERE tile >= $1 AND tile < $2 ORDER BY tile",
+        )
+        .bind(first)
+        .bind(end)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|(tile, bytes)| {
+                let tile = from_i64(tile, "tile")?;
+                Ok((tile, tile_hashes(tile, &bytes)?))
+            })
+            .collect::<Result<_>>()
+            .map(Some)
     }
 
     #[instrument(skip(self))]

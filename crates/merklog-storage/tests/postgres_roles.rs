@@ -109,9 +109,9 @@ async fn writer_can_insert_and_select_only() {
         // The service's own path: open (migrations are current, so none is
         // run), append, read.
         let store = AnyStore::open(&role.url(&url)).await.unwrap();
-        store.append_batch(&log.next_batch(5, 40)).await.unwrap();
-        assert_eq!(store.leaf_count().await.unwrap(), 9);
-        assert_eq!(store.entries(0, 9).await.unwrap().len(), 9);
+        store.append_batch(&log.next_batch(13, 40)).await.unwrap();
+        assert_eq!(store.leaf_count().await.unwrap(), 17);
+        assert_eq!(store.entries(0, 17).await.unwrap().len(), 17);
         assert_eq!(
             store
                 .latest_tree_head()
@@ -120,7 +120,7 @@ async fn writer_can_insert_and_select_only() {
                 .unwrap()
                 .head
                 .tree_size,
-            9
+            17
         );
         if let AnyStore::Postgres(s) = &store {
             s.pool().close().await;
@@ -131,7 +131,17 @@ async fn writer_can_insert_and_select_only() {
         conn.execute("SELECT count(*) FROM tree_heads")
             .await
             .unwrap();
+        // The tile of leaves [0, 16) was added by the trigger as the owner.
+        let tiles: i64 = sqlx::query_scalar("SELECT count(*) FROM leaf_tiles")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(tiles, 1);
         for sql in [
+            "INSERT INTO leaf_tiles (tile, hashes) VALUES (5, decode(repeat('00', 512), 'hex'))",
+            "UPDATE leaf_tiles SET hashes = hashes",
+            "DELETE FROM leaf_tiles",
+            "TRUNCATE leaf_tiles",
             "UPDATE leaves SET entry = entry",
             "DELETE FROM leaves",
             "TRUNCATE leaves",
@@ -175,7 +185,9 @@ async fn reader_can_only_select() {
             .await
             .unwrap();
         conn.execute("SELECT * FROM tree_heads").await.unwrap();
+        conn.execute("SELECT * FROM leaf_tiles").await.unwrap();
         for sql in [
+            "INSERT INTO leaf_tiles (tile, hashes) VALUES (5, decode(repeat('00', 512), 'hex'))",
             "INSERT INTO tree_heads (tree_size, timestamp_ms, root_hash, signature) \
              SELECT tree_size, timestamp_ms + 1, root_hash, signature FROM tree_heads",
             "UPDATE leaves SET entry = entry",

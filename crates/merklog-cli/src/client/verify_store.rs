@@ -64,6 +64,10 @@ pub enum StoreProblem {
         #[serde(with = "hex_hash")]
         computed: Hash,
     },
+    /// A leaf tile (PostgreSQL's `leaf_tiles`, which proofs read) is not
+    /// the leaf hashes of its 16 leaves, is missing for a complete block,
+    /// or is stored for leaves that are not.
+    Tile { tile: u64, detail: String },
     /// The leaf indices are not contiguous from 0.
     MissingLeaf { idx: u64, next_stored: Option<u64> },
     /// A row could not be read (wrong lengths): the scan stopped there.
@@ -118,6 +122,12 @@ impl fmt::Display for StoreProblem {
             } => write!(
                 f,
                 "leaves row idx={idx}: stored node (level {level}, index {index}) is {stored} but the leaves under it give {computed}"
+            ),
+            StoreProblem::Tile { tile, detail } => write!(
+                f,
+                "leaf_tiles row tile={tile} (leaves {}..{}): {detail}",
+                tile.saturating_mul(16),
+                tile.saturating_mul(16).saturating_add(15)
             ),
             StoreProblem::MissingLeaf { idx, next_stored } => match next_stored {
                 Some(next) => write!(f, "leaves rows idx={idx}..{} are missing (next stored row is idx={next})", next - 1),
@@ -178,6 +188,9 @@ impl fmt::Display for StoreProblem {
 pub struct StoreReport {
     pub leaves: u64,
     pub nodes_checked: u64,
+    /// Leaf tiles compared with their leaves (0 for a store that keeps
+    /// none, such as SQLite).
+    pub tiles_checked: u64,
     pub heads_checked: u64,
     pub latest_tree_head: Option<StoredHead>,
     pub problems: Vec<StoreProblem>,
@@ -289,6 +302,11 @@ pub async fn verify_store<S: LogStore>(
 
     let mut range = CompactRange::new();
     let mut nodes_checked = 0u64;
+    let mut tiles_checked = 0u64;
+    // The leaf hashes of the block being read, and the complete blocks of
+    // the page, whose tiles are checked after it.
+    let mut block: Vec<Hash> = Vec::with_capacity(TILE_LEAVES);
+    let mut blocks: Vec<(u64, Vec<Hash>)> = Vec::new();
     let mut broken = false;
     let mut check_roots = |range: &CompactRange, problems: &mut Vec<StoreProblem>| {
         let size = range.size();
@@ -369,6 +387,10 @@ pub async fn verify_store<S: LogStore>(
                     });
                 }
             }
+            block.push(row.leaf_hash);
+            if block.len() == TILE_LEAVES {
+                blocks.push((row.index / TILE_LEAVES as u64, std::mem::take(&mut block)));
+            }
             let mut stored = row.nodes.iter();
             range.append(row.leaf_hash, |id, computed| {
                 if id.level == 0 {
@@ -395,8 +417,26 @@ pub async fn verify_store<S: LogStore>(
             });
             check_roots(&range, &mut problems);
         }
+        check_tiles(store, &blocks, &mut problems).await?;
+        tiles_checked += blocks.len() as u64;
+        blocks.clear();
         start = range.size();
         progress.update(range.size().min(leaves), leaves, "leaves");
+    }
+    // Tiles of blocks the stored leaves do not complete.
+    let complete = range.size() / TILE_LEAVES as u64;
+    for (tile, _) in store
+        .leaf_tiles(complete, u64::MAX)
+        .await?
+        .unwrap_or_default()
+    {
+        problems.push(StoreProblem::Tile {
+            tile,
+            detail: format!(
+                "stored, but only {} leaves can be rebuilt from the store",
+                range.size()
+            ),
+        });
     }
     // Heads past the stored tree.
     for (size, list) in checkpoints {
@@ -427,6 +467,7 @@ pub async fn verify_store<S: LogStore>(
     Ok(StoreReport {
         leaves,
         nodes_checked,
+        tiles_checked,
         heads_checked: heads.len() as u64,
         latest_tree_head: latest.map(|l| StoredHead {
             tree_size: l.head.tree_size,
@@ -435,6 +476,44 @@ pub async fn verify_store<S: LogStore>(
         }),
         problems,
     })
+}
+
+/// Leaves per leaf tile.
+const TILE_LEAVES: usize = 16;
+
+/// Compares the stored tile of each complete block in `blocks` (tile index,
+/// its leaves' hashes as stored in `leaves`) with those leaf hashes.
+async fn check_tiles<S: LogStore>(
+    store: &S,
+    blocks: &[(u64, Vec<Hash>)],
+    problems: &mut Vec<StoreProblem>,
+) -> Result<(), StorageError> {
+    let (Some((first, _)), Some((last, _))) = (blocks.first(), blocks.last()) else {
+        return Ok(());
+    };
+    let Some(tiles) = store.leaf_tiles(*first, last + 1).await? else {
+        return Ok(());
+    };
+    let tiles: BTreeMap<u64, Vec<Hash>> = tiles.into_iter().collect();
+    for (tile, leaves) in blocks {
+        let detail = match tiles.get(tile) {
+            None => "missing, though its 16 leaves are stored".to_owned(),
+            Some(stored) => match stored.iter().zip(leaves).position(|(s, l)| s != l) {
+                None => continue,
+                Some(i) => format!(
+                    "its hash {i} is {} but leaf {} has leaf hash {}",
+                    stored[i],
+                    tile * TILE_LEAVES as u64 + i as u64,
+                    leaves[i]
+                ),
+            },
+        };
+        problems.push(StoreProblem::Tile {
+            tile: *tile,
+            detail,
+        });
+    }
+    Ok(())
 }
 
 /// Reads a trusted head from a tree head document or a state file.
@@ -493,10 +572,11 @@ pub async fn run(args: VerifyStoreArgs, out: &mut dyn Write) -> CommandResult {
         }
         writeln!(
             out,
-            "{}: {} leaves, {} stored nodes and {} signed heads checked",
+            "{}: {} leaves, {} stored nodes, {} leaf tiles and {} signed heads checked",
             if report.ok() { "OK" } else { "FAILED" },
             report.leaves,
             report.nodes_checked,
+            report.tiles_checked,
             report.heads_checked
         )?;
     }
