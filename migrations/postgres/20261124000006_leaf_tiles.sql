@@ -39,10 +39,15 @@ BEGIN
     IF hi IS NULL OR (hi % 16 < 15 AND hi / 16 = lo / 16) THEN
         RETURN NULL;
     END IF;
+    -- The new leaves from the transition table (in memory), and from the
+    -- table only those of the first block stored before them.
     INSERT INTO leaf_tiles (tile, hashes)
         SELECT idx / 16, string_agg(leaf_hash, ''::bytea ORDER BY idx)
-        FROM leaves
-        WHERE idx >= lo / 16 * 16 AND idx <= hi
+        FROM (
+            SELECT idx, leaf_hash FROM new_rows
+            UNION ALL
+            SELECT idx, leaf_hash FROM leaves WHERE idx >= lo / 16 * 16 AND idx < lo
+        ) AS block
         GROUP BY idx / 16
         HAVING count(*) = 16;
     RETURN NULL;
