@@ -56,9 +56,12 @@ fn superuser(log: &Log) -> &PgPool {
     }
 }
 
+/// The tables whose triggers keep the log append-only.
+const LOG_TABLES: [&str; 3] = ["leaves", "tree_heads", "leaf_tiles"];
+
 /// Disables every trigger on the log's tables, as a superuser can.
 async fn disable_triggers(log: &Log) {
-    for table in ["leaves", "tree_heads"] {
+    for table in LOG_TABLES {
         sqlx::query(&format!("ALTER TABLE {table} DISABLE TRIGGER ALL"))
             .execute(superuser(log))
             .await
@@ -68,7 +71,7 @@ async fn disable_triggers(log: &Log) {
 
 /// Enables the triggers again, as an attacker covering their tracks would.
 async fn enable_triggers(log: &Log) {
-    for table in ["leaves", "tree_heads"] {
+    for table in LOG_TABLES {
         sqlx::query(&format!("ALTER TABLE {table} ENABLE TRIGGER ALL"))
             .execute(superuser(log))
             .await
@@ -530,10 +533,7 @@ async fn tamper_e_a_changed_or_forged_leaf_tile_is_caught() {
     let more: Vec<&str> = more.iter().map(String::as_str).collect();
     log.append_batches(&[&more[..20], &more[20..]]).await;
     let db = superuser(&log);
-    sqlx::query("ALTER TABLE leaf_tiles DISABLE TRIGGER ALL")
-        .execute(db)
-        .await
-        .unwrap();
+    disable_triggers(&log).await;
     // Tile 1 (leaves 16..31): its 4th hash, leaf 19's, changed.
     sqlx::query("UPDATE leaf_tiles SET hashes = set_byte(hashes, 3 * 32, get_byte(hashes, 3 * 32) # 1) WHERE tile = 1")
         .execute(db)
@@ -546,10 +546,7 @@ async fn tamper_e_a_changed_or_forged_leaf_tile_is_caught() {
     .execute(db)
     .await
     .unwrap();
-    sqlx::query("ALTER TABLE leaf_tiles ENABLE TRIGGER ALL")
-        .execute(db)
-        .await
-        .unwrap();
+    enable_triggers(&log).await;
 
     let report = check_store(&log, None).await;
     assert_eq!(report.tiles_checked, 2);

@@ -407,20 +407,33 @@ async fn inclusion(
         )));
     }
     if full {
-        let check = || -> Result<(), String> {
-            let head = shared.check_head(resp.tree_head.as_ref(), "tree_head")?;
-            if head.head.tree_size != resp.tree_size {
-                return Err("the head is not at the proof's tree size".into());
-            }
-            let leaf = merklog_proto::hash_from_wire(&resp.leaf_hash, "leaf_hash")
-                .map_err(|e| e.to_string())?;
-            let proof = hashes_from_wire(&resp.proof, "proof").map_err(|e| e.to_string())?;
-            verify_inclusion(index, resp.tree_size, &leaf, &proof, &head.head.root_hash)
-                .map_err(|e| format!("leaf {index} in {}: {e}", resp.tree_size))
-        };
-        check().map_err(Failure::Wrong)?;
+        verify_proofs(shared, resp.tree_head.as_ref(), resp.tree_size, [&resp])
+            .map_err(Failure::Wrong)?;
     }
     Ok(1)
+}
+
+/// Verifies inclusion proofs of one tree size in full: `head` is this
+/// log's, signed, of `tree_size`, and each proof leads from its leaf hash to
+/// the head's root.
+fn verify_proofs<'a>(
+    shared: &Shared,
+    head: Option<&v1::SignedTreeHead>,
+    tree_size: u64,
+    proofs: impl IntoIterator<Item = &'a v1::InclusionProof>,
+) -> Result<(), String> {
+    let head = shared.check_head(head, "tree_head")?;
+    if head.head.tree_size != tree_size {
+        return Err("the head is not at the proofs' tree size".into());
+    }
+    for p in proofs {
+        let leaf =
+            merklog_proto::hash_from_wire(&p.leaf_hash, "leaf_hash").map_err(|e| e.to_string())?;
+        let proof = hashes_from_wire(&p.proof, "proof").map_err(|e| e.to_string())?;
+        verify_inclusion(p.leaf_index, tree_size, &leaf, &proof, &head.head.root_hash)
+            .map_err(|e| format!("leaf {} in {tree_size}: {e}", p.leaf_index))?;
+    }
+    Ok(())
 }
 
 async fn inclusions(
@@ -462,21 +475,8 @@ async fn inclusions(
         )));
     }
     if full {
-        let check = || -> Result<(), String> {
-            let head = shared.check_head(resp.tree_head.as_ref(), "tree_head")?;
-            if head.head.tree_size != tree_size {
-                return Err("the head is not at the proofs' tree size".into());
-            }
-            for (i, p) in resp.proofs.iter().enumerate() {
-                let leaf = merklog_proto::hash_from_wire(&p.leaf_hash, "leaf_hash")
-                    .map_err(|e| format!("proofs[{i}]: {e}"))?;
-                let proof = hashes_from_wire(&p.proof, "proof").map_err(|e| e.to_string())?;
-                verify_inclusion(p.leaf_index, tree_size, &leaf, &proof, &head.head.root_hash)
-                    .map_err(|e| format!("leaf {} in {tree_size}: {e}", p.leaf_index))?;
-            }
-            Ok(())
-        };
-        check().map_err(Failure::Wrong)?;
+        verify_proofs(shared, resp.tree_head.as_ref(), tree_size, &resp.proofs)
+            .map_err(Failure::Wrong)?;
     }
     Ok(indexes.len() as u64)
 }

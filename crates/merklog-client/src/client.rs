@@ -692,7 +692,6 @@ impl Client {
         let per_call = (self.log_info().await?.max_page_size as usize).max(1);
         let mut proven = Vec::with_capacity(indexes.len());
         for chunk in indexes.chunks(per_call) {
-            let leaves: Vec<Leaf> = chunk.iter().map(|&i| Leaf::LeafIndex(i)).collect();
             let reply = self
                 .rpc
                 .get_inclusion_proofs(v1::GetInclusionProofsRequest {
@@ -714,8 +713,8 @@ impl Client {
                 chunk.len() as u64,
                 reply.proofs.len() as u64,
             )?;
-            for (leaf, reply) in leaves.iter().zip(&reply.proofs) {
-                let proof = proof_from_reply(leaf, &head, reply)?;
+            for (&index, reply) in chunk.iter().zip(&reply.proofs) {
+                let proof = proof_from_reply(&Leaf::LeafIndex(index), &head, reply)?;
                 proven.push(check_inclusion(&head, &proof).map(|()| ProvenInclusion {
                     proof,
                     head: head.clone(),

@@ -151,19 +151,23 @@ pub(crate) fn hash_from_db(bytes: &[u8], what: &str) -> Result<Hash> {
 /// holds exactly `index.trailing_ones()` of them.
 pub(crate) fn nodes_from_db(index: u64, bytes: &[u8]) -> Result<Vec<Hash>> {
     let expected = index.trailing_ones() as usize;
-    if bytes.len() != expected * Hash::LEN {
-        return Err(StorageError::Corrupt {
-            what: format!(
-                "nodes of leaf {index} have {} bytes, {} expected",
-                bytes.len(),
-                expected * Hash::LEN
-            ),
-        });
-    }
-    Ok(bytes
-        .chunks_exact(Hash::LEN)
-        .map(|c| Hash(c.try_into().expect("chunks are 32 bytes")))
-        .collect())
+    split_hashes(bytes, expected).ok_or_else(|| StorageError::Corrupt {
+        what: format!(
+            "nodes of leaf {index} have {} bytes, {} expected",
+            bytes.len(),
+            expected * Hash::LEN
+        ),
+    })
+}
+
+/// Splits `bytes` into exactly `count` hashes; `None` for another length.
+fn split_hashes(bytes: &[u8], count: usize) -> Option<Vec<Hash>> {
+    (bytes.len() == count * Hash::LEN).then(|| {
+        bytes
+            .chunks_exact(Hash::LEN)
+            .map(|c| Hash(c.try_into().expect("chunks are 32 bytes")))
+            .collect()
+    })
 }
 
 /// Clamps a requested `[start, end)` to what the schema can hold.
@@ -201,8 +205,12 @@ pub(crate) fn node_location(id: NodeId) -> Option<(u64, Option<usize>)> {
     Some((last, offset))
 }
 
-/// Leaves per tile (PostgreSQL's `leaf_tiles`): 2^TILE_HEIGHT.
+/// The height of a leaf tile (PostgreSQL's `leaf_tiles`): it holds the
+/// hashes of [`TILE_LEAVES`] = 2^TILE_HEIGHT leaves.
 pub(crate) const TILE_HEIGHT: u8 = 4;
+
+/// The leaves of one leaf tile.
+pub const TILE_LEAVES: u64 = 1 << TILE_HEIGHT;
 
 /// The tile whose leaves hold `id`, if `id` is below [`TILE_HEIGHT`] and
 /// within the storable indexes.
@@ -214,35 +222,27 @@ pub(crate) fn tile_of(id: NodeId) -> Option<i64> {
     i64::try_from(first >> TILE_HEIGHT).ok()
 }
 
-/// Splits tile `tile`'s stored bytes into its 16 leaf hashes.
+/// Splits tile `tile`'s stored bytes into its [`TILE_LEAVES`] leaf hashes.
 pub(crate) fn tile_hashes(tile: u64, bytes: &[u8]) -> Result<Vec<Hash>> {
-    let leaves = 1usize << TILE_HEIGHT;
-    if bytes.len() != leaves * Hash::LEN {
-        return Err(StorageError::Corrupt {
-            what: format!(
-                "the tile of leaves [{}, {}) has {} bytes, not {}",
-                tile << TILE_HEIGHT,
-                (tile + 1) << TILE_HEIGHT,
-                bytes.len(),
-                leaves * Hash::LEN
-            ),
-        });
-    }
-    Ok(bytes
-        .chunks_exact(Hash::LEN)
-        .map(|b| Hash(b.try_into().expect("chunk is 32 bytes")))
-        .collect())
+    split_hashes(bytes, TILE_LEAVES as usize).ok_or_else(|| StorageError::Corrupt {
+        what: format!(
+            "the tile of leaves [{}, {}) has {} bytes, not {}",
+            tile * TILE_LEAVES,
+            (tile + 1) * TILE_LEAVES,
+            bytes.len(),
+            TILE_LEAVES as usize * Hash::LEN
+        ),
+    })
 }
 
-/// Computes the hash of `id` (below [`TILE_HEIGHT`]) from `tile`, the
-/// stored leaf hashes of the complete block that holds it.
-pub(crate) fn node_from_tile(id: NodeId, tile: &[u8]) -> Result<Hash> {
+/// Computes the hash of `id` (below [`TILE_HEIGHT`]) from `tile`, the leaf
+/// hashes of the complete block that holds it.
+pub(crate) fn node_from_tile(id: NodeId, tile: &[Hash]) -> Result<Hash> {
     let Some(block) = tile_of(id).map(|t| t as u64) else {
         return Err(StorageError::NodeMissing { id });
     };
-    let hashes = tile_hashes(block, tile)?;
-    let first = ((id.index << id.level) - (block << TILE_HEIGHT)) as usize;
-    Ok(merkle_tree_hash(&hashes[first..first + (1 << id.level)]))
+    let first = ((id.index << id.level) - block * TILE_LEAVES) as usize;
+    Ok(merkle_tree_hash(&tile[first..first + (1 << id.level)]))
 }
 
 /// Picks the hash of `id` out of its row's `leaf_hash` and `nodes`.

@@ -38,7 +38,7 @@ use merklog_merkle::{Hash, NodeId};
 use merklog_sth::{SignedTreeHead, TreeHead};
 
 pub use any::AnyStore;
-pub use batch::{Batch, Entry, LeafNodes, NewLeaf};
+pub use batch::{Batch, Entry, LeafNodes, NewLeaf, TILE_LEAVES};
 pub use error::{Result, StorageError};
 pub use leader::{LeaderLease, LeaderTerm, LEADER_LOCK_KEY};
 pub use postgres::PgStore;

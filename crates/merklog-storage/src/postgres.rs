@@ -177,15 +177,18 @@ impl LogStore for PgStore {
         let mut tiles: Vec<i64> = ids.iter().filter_map(|id| tile_of(*id)).collect();
         tiles.sort_unstable();
         tiles.dedup();
-        let by_tile: HashMap<i64, Vec<u8>> = if tiles.is_empty() {
+        let by_tile: HashMap<i64, Vec<Hash>> = if tiles.is_empty() {
             HashMap::new()
         } else {
-            sqlx::query_as("SELECT tile, hashes FROM leaf_tiles WHERE tile = ANY($1)")
-                .bind(&tiles)
-                .fetch_all(&self.pool)
-                .await?
-                .into_iter()
-                .collect()
+            sqlx::query_as::<_, (i64, Vec<u8>)>(
+                "SELECT tile, hashes FROM leaf_tiles WHERE tile = ANY($1)",
+            )
+            .bind(&tiles)
+            .fetch_all(&self.pool)
+            .await?
+            .into_iter()
+            .map(|(tile, bytes)| Ok((tile, tile_hashes(from_i64(tile, "tile")?, &bytes)?)))
+            .collect::<Result<_>>()?
         };
         let stored_tile = |id: &NodeId| tile_of(*id).and_then(|tile| by_tile.get(&tile));
         let mut wanted = Vec::new();

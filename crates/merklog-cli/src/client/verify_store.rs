@@ -12,7 +12,7 @@ use merklog_client::offline::parse;
 use merklog_client::TrustState;
 use merklog_merkle::{empty_root, leaf_hash, CompactRange, Hash};
 use merklog_sth::{PublicKey, SignedTreeHead, TreeHead};
-use merklog_storage::{AnyStore, LogStore, StorageError};
+use merklog_storage::{AnyStore, LogStore, StorageError, TILE_LEAVES};
 use serde::Serialize;
 
 use super::{
@@ -126,8 +126,9 @@ impl fmt::Display for StoreProblem {
             StoreProblem::Tile { tile, detail } => write!(
                 f,
                 "leaf_tiles row tile={tile} (leaves {}..{}): {detail}",
-                tile.saturating_mul(16),
-                tile.saturating_mul(16).saturating_add(15)
+                tile.saturating_mul(TILE_LEAVES),
+                tile.saturating_mul(TILE_LEAVES)
+                    .saturating_add(TILE_LEAVES - 1)
             ),
             StoreProblem::MissingLeaf { idx, next_stored } => match next_stored {
                 Some(next) => write!(f, "leaves rows idx={idx}..{} are missing (next stored row is idx={next})", next - 1),
@@ -305,7 +306,7 @@ pub async fn verify_store<S: LogStore>(
     let mut tiles_checked = 0u64;
     // The leaf hashes of the block being read, and the complete blocks of
     // the page, whose tiles are checked after it.
-    let mut block: Vec<Hash> = Vec::with_capacity(TILE_LEAVES);
+    let mut block: Vec<Hash> = Vec::with_capacity(TILE_LEAVES as usize);
     let mut blocks: Vec<(u64, Vec<Hash>)> = Vec::new();
     let mut broken = false;
     let mut check_roots = |range: &CompactRange, problems: &mut Vec<StoreProblem>| {
@@ -388,8 +389,8 @@ pub async fn verify_store<S: LogStore>(
                 }
             }
             block.push(row.leaf_hash);
-            if block.len() == TILE_LEAVES {
-                blocks.push((row.index / TILE_LEAVES as u64, std::mem::take(&mut block)));
+            if block.len() as u64 == TILE_LEAVES {
+                blocks.push((row.index / TILE_LEAVES, std::mem::take(&mut block)));
             }
             let mut stored = row.nodes.iter();
             range.append(row.leaf_hash, |id, computed| {
@@ -424,7 +425,7 @@ pub async fn verify_store<S: LogStore>(
         progress.update(range.size().min(leaves), leaves, "leaves");
     }
     // Tiles of blocks the stored leaves do not complete.
-    let complete = range.size() / TILE_LEAVES as u64;
+    let complete = range.size() / TILE_LEAVES;
     for (tile, _) in store
         .leaf_tiles(complete, u64::MAX)
         .await?
@@ -478,9 +479,6 @@ pub async fn verify_store<S: LogStore>(
     })
 }
 
-/// Leaves per leaf tile.
-const TILE_LEAVES: usize = 16;
-
 /// Compares the stored tile of each complete block in `blocks` (tile index,
 /// its leaves' hashes as stored in `leaves`) with those leaf hashes.
 async fn check_tiles<S: LogStore>(
@@ -503,7 +501,7 @@ async fn check_tiles<S: LogStore>(
                 Some(i) => format!(
                     "its hash {i} is {} but leaf {} has leaf hash {}",
                     stored[i],
-                    tile * TILE_LEAVES as u64 + i as u64,
+                    tile * TILE_LEAVES + i as u64,
                     leaves[i]
                 ),
             },
