@@ -418,8 +418,7 @@ pub async fn verify_store<S: LogStore>(
             });
             check_roots(&range, &mut problems);
         }
-        check_tiles(store, &blocks, &mut problems).await?;
-        tiles_checked += blocks.len() as u64;
+        tiles_checked += check_tiles(store, &blocks, &mut problems).await?;
         blocks.clear();
         start = range.size();
         progress.update(range.size().min(leaves), leaves, "leaves");
@@ -480,17 +479,18 @@ pub async fn verify_store<S: LogStore>(
 }
 
 /// Compares the stored tile of each complete block in `blocks` (tile index,
-/// its leaves' hashes as stored in `leaves`) with those leaf hashes.
+/// its leaves' hashes as stored in `leaves`) with those leaf hashes; returns
+/// how many blocks were compared (none when the store keeps no tiles).
 async fn check_tiles<S: LogStore>(
     store: &S,
     blocks: &[(u64, Vec<Hash>)],
     problems: &mut Vec<StoreProblem>,
-) -> Result<(), StorageError> {
+) -> Result<u64, StorageError> {
     let (Some((first, _)), Some((last, _))) = (blocks.first(), blocks.last()) else {
-        return Ok(());
+        return Ok(0);
     };
     let Some(tiles) = store.leaf_tiles(*first, last + 1).await? else {
-        return Ok(());
+        return Ok(0);
     };
     let tiles: BTreeMap<u64, Vec<Hash>> = tiles.into_iter().collect();
     for (tile, leaves) in blocks {
@@ -511,7 +511,7 @@ async fn check_tiles<S: LogStore>(
             detail,
         });
     }
-    Ok(())
+    Ok(blocks.len() as u64)
 }
 
 /// Reads a trusted head from a tree head document or a state file.
