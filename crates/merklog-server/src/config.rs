@@ -68,8 +68,8 @@ pub struct SequencerConfig {
     /// A batch is closed once it holds this many entries.
     pub max_batch_entries: usize,
     /// How long the sequencer waits for more appends after the first one of
-    /// a batch arrives; appends that arrive while a batch commits join the
-    /// next one without waiting.
+    /// a batch arrives when no batch is being written; while one is, the
+    /// appends that arrive meanwhile join the next one without waiting.
     pub max_batch_delay: Duration,
     /// How many entries may wait for the sequencer; beyond that, appends are
     /// refused at once with RESOURCE_EXHAUSTED.

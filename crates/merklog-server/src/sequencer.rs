@@ -5,6 +5,9 @@
 //! storage transaction. A failed commit fails every caller of that batch and
 //! leaves the in-memory tree where it was, so the next batch starts from the
 //! last committed state.
+//!
+//! Writes are pipelined: the next batch is built and signed while one is
+//! written, and written once that one has committed (see `Sequencer::run`).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -298,40 +301,126 @@ impl<S: LogStore + Send + Sync + 'static> Sequencer<S> {
         Ok((handle, task))
     }
 
-    async fn run(mut self, mut jobs: mpsc::UnboundedReceiver<Job>) {
+    /// Batches and commits appends until the queue closes.
+    ///
+    /// Writes are pipelined: while one batch is written, the appends that
+    /// arrive join the next, which is built and signed on top of the tree the
+    /// written batch will leave. Nothing of a batch is published before its
+    /// write commits, and a batch's write starts only after the one before
+    /// it committed, so batches commit in order; if a write fails, the batch
+    /// built on it is rebuilt from the committed tree.
+    async fn run(mut self, mut queue: mpsc::UnboundedReceiver<Job>) {
         let max = self.config.max_batch_entries;
-        while let Some(first) = jobs.recv().await {
-            let mut size = first.leaves.len();
-            let mut batch = vec![first];
-            // Appends that queued while the last batch committed join at once.
-            while size < max {
-                match jobs.try_recv() {
-                    Ok(job) => {
-                        size += job.leaves.len();
-                        batch.push(job);
-                    }
-                    Err(_) => break,
-                }
-            }
-            if size < max && !self.config.max_batch_delay.is_zero() {
-                let deadline = Instant::now() + self.config.max_batch_delay;
-                while size < max {
-                    match tokio::time::timeout_at(deadline, jobs.recv()).await {
-                        Ok(Some(job)) => {
-                            size += job.leaves.len();
-                            batch.push(job);
+        let mut in_flight: Option<InFlight> = None;
+        let mut waiting: Vec<Job> = Vec::new();
+        let mut size = 0usize;
+        let mut open = true;
+        let take = |job: Job, waiting: &mut Vec<Job>, size: &mut usize| {
+            *size += job.leaves.len();
+            waiting.push(job);
+        };
+        loop {
+            // 1. Take appends for the next batch.
+            let mut written = None;
+            match in_flight.as_mut() {
+                None => {
+                    if waiting.is_empty() {
+                        match queue.recv().await {
+                            Some(job) => take(job, &mut waiting, &mut size),
+                            None => break,
                         }
-                        _ => break,
+                    }
+                    // Appends that queued meanwhile join at once.
+                    while size < max {
+                        match queue.try_recv() {
+                            Ok(job) => take(job, &mut waiting, &mut size),
+                            Err(_) => break,
+                        }
+                    }
+                    if size < max && !self.config.max_batch_delay.is_zero() {
+                        let deadline = Instant::now() + self.config.max_batch_delay;
+                        while size < max {
+                            match tokio::time::timeout_at(deadline, queue.recv()).await {
+                                Ok(Some(job)) => take(job, &mut waiting, &mut size),
+                                _ => break,
+                            }
+                        }
+                    }
+                }
+                // Until the write ends or the batch is full.
+                Some(flight) => {
+                    while size < max && written.is_none() {
+                        tokio::select! {
+                            biased;
+                            job = queue.recv(), if open => match job {
+                                Some(job) => take(job, &mut waiting, &mut size),
+                                None => open = false,
+                            },
+                            result = &mut flight.write => written = Some(result),
+                        }
                     }
                 }
             }
-            let span = tracing::info_span!("batch", calls = batch.len(), entries = size);
-            self.integrate(batch).instrument(span).await;
+            // 2. Build and sign it, on top of the batch in flight if any.
+            let mut next = None;
+            if !waiting.is_empty() {
+                let jobs = std::mem::take(&mut waiting);
+                size = 0;
+                next = match in_flight.as_ref() {
+                    Some(flight) => Some(self.prepare(
+                        jobs,
+                        HashMap::new(),
+                        &flight.prepared.range,
+                        &flight.prepared.tree_head,
+                    )),
+                    None => self.prepare_on_committed(jobs).await,
+                };
+            }
+            // 3. Finish the write in flight: publish it, or fail its callers.
+            if let Some(flight) = in_flight.take() {
+                let result = match written {
+                    Some(result) => result,
+                    None => flight.write.await,
+                };
+                if !self.finish(flight.prepared, result).await {
+                    // `next` was built on the batch that failed.
+                    if let Some(stale) = next.take() {
+                        next = self.prepare_on_committed(stale.jobs).await;
+                    }
+                }
+            }
+            // 4. Start writing the next batch (or answer it at once when it
+            // adds nothing).
+            if let Some(prepared) = next {
+                match prepared.batch.clone() {
+                    Some(batch) => {
+                        let store = self.store.clone();
+                        let span = tracing::info_span!(
+                            "batch",
+                            calls = prepared.jobs.len(),
+                            entries = batch.leaves.len()
+                        );
+                        // Polled by this task, in steps 1 and 3: no hop
+                        // through the scheduler between two batches.
+                        let write = Box::pin(
+                            async move { store.append_batch(&batch).await }.instrument(span),
+                        );
+                        in_flight = Some(InFlight { prepared, write });
+                    }
+                    None => self.publish(prepared),
+                }
+            }
+            if !open && in_flight.is_none() && waiting.is_empty() {
+                break;
+            }
         }
         tracing::debug!("sequencer queue closed");
     }
 
-    async fn integrate(&mut self, jobs: Vec<Job>) {
+    /// Builds a batch of `jobs` on the committed tree, first reloading the
+    /// tree from the store after a failed commit; fails the jobs and returns
+    /// `None` when that reload fails.
+    async fn prepare_on_committed(&mut self, jobs: Vec<Job>) -> Option<Prepared> {
         if self.needs_resync {
             match load_state(self.store.as_ref(), &self.signer).await {
                 Ok(Some((range, head))) => {
@@ -349,62 +438,96 @@ impl<S: LogStore + Send + Sync + 'static> Sequencer<S> {
                 Err(e) => {
                     tracing::error!(error = %e, "cannot resynchronise with the store");
                     fail_all(jobs, ServiceError::Unavailable(e.to_string()));
-                    return;
+                    return None;
                 }
             }
         }
-        match self.commit(&jobs).await {
-            Ok(answers) => {
-                for (job, answer) in jobs.into_iter().zip(answers) {
-                    let _ = job.reply.send(Ok(answer));
-                }
+        let range = self.range.clone();
+        let head = self.latest.borrow().clone();
+        Some(self.prepare(jobs, HashMap::new(), &range, &head))
+    }
+
+    /// Ends the write of `prepared` with its `result`: publishes the batch
+    /// and answers its callers, or fails them. Returns whether it committed.
+    ///
+    /// Most batches hold no entry the log already has, so a batch is first
+    /// written without asking the store: the store refuses it whole if a
+    /// leaf hash is already stored, and only then are the batch's hashes
+    /// looked up and the batch rebuilt and written again with them as
+    /// duplicates. That saves a round trip and an index probe per entry on
+    /// every batch without a resubmitted entry.
+    async fn finish(&mut self, prepared: Prepared, result: Result<(), StorageError>) -> bool {
+        let span = tracing::info_span!(
+            "batch",
+            calls = prepared.jobs.len(),
+            entries = prepared.batch.as_ref().map_or(0, |b| b.leaves.len())
+        );
+        let result = match result {
+            Ok(()) => Ok(prepared),
+            Err(StorageError::DuplicateLeaf { .. }) => {
+                self.commit_with_duplicates(prepared.jobs)
+                    .instrument(span.clone())
+                    .await
             }
-            Err(e) => {
+            Err(e) => Err((prepared.jobs, ServiceError::from(e))),
+        };
+        let _entered = span.enter();
+        match result {
+            Ok(prepared) => {
+                self.publish(prepared);
+                true
+            }
+            Err((jobs, e)) => {
                 crate::metrics::storage_error("batch");
                 tracing::error!(error = %e, "batch failed; its callers get UNAVAILABLE");
                 self.needs_resync = true;
                 fail_all(jobs, e);
+                false
             }
         }
     }
 
-    /// Sequences, stores and signs one batch; returns one answer per job.
-    ///
-    /// Most batches hold no entry the log already has, so the batch is
-    /// first written without asking the store: the unique index on leaf
-    /// hashes refuses it whole if one is already stored, and only then are
-    /// the batch's hashes looked up and the batch rebuilt with them as
-    /// duplicates. That saves a round trip and an index probe per entry on
-    /// every batch without a resubmitted entry.
-    async fn commit(&mut self, jobs: &[Job]) -> Result<Vec<Committed>, ServiceError> {
-        match self.commit_knowing(jobs, HashMap::new()).await {
-            Err(StorageError::DuplicateLeaf { .. }) => {
-                let mut unique: Vec<Hash> = jobs
-                    .iter()
-                    .flat_map(|j| j.leaves.iter().map(NewLeaf::leaf_hash))
-                    .collect();
-                unique.sort_unstable();
-                unique.dedup();
-                let stored = self.store.find_by_leaf_hash(&unique).await?;
-                Ok(self
-                    .commit_knowing(jobs, stored.into_iter().collect())
-                    .await?)
-            }
-            other => Ok(other?),
-        }
-    }
-
-    /// Commits the batch of `jobs`, where `stored` maps leaf hashes already
-    /// in the log to their indexes.
-    async fn commit_knowing(
+    /// Rebuilds a batch that the store refused for a leaf it already holds,
+    /// with the stored leaves of its entries as duplicates, and writes it.
+    async fn commit_with_duplicates(
         &mut self,
-        jobs: &[Job],
+        jobs: Vec<Job>,
+    ) -> Result<Prepared, (Vec<Job>, ServiceError)> {
+        let mut unique: Vec<Hash> = jobs
+            .iter()
+            .flat_map(|j| j.leaves.iter().map(NewLeaf::leaf_hash))
+            .collect();
+        unique.sort_unstable();
+        unique.dedup();
+        let stored = match self.store.find_by_leaf_hash(&unique).await {
+            Ok(stored) => stored,
+            Err(e) => return Err((jobs, e.into())),
+        };
+        let range = self.range.clone();
+        let head = self.latest.borrow().clone();
+        let prepared = self.prepare(jobs, stored.into_iter().collect(), &range, &head);
+        if let Some(batch) = &prepared.batch {
+            if let Err(e) = self.store.append_batch(batch).await {
+                return Err((prepared.jobs, e.into()));
+            }
+        }
+        Ok(prepared)
+    }
+
+    /// Sequences `jobs` on top of the tree `base` with signed head `head`,
+    /// where `stored` maps leaf hashes already in the log to their indexes;
+    /// signs the new head. Writes and publishes nothing.
+    fn prepare(
+        &self,
+        jobs: Vec<Job>,
         stored: HashMap<Hash, u64>,
-    ) -> Result<Vec<Committed>, StorageError> {
+        base: &CompactRange,
+        head: &SignedTreeHead,
+    ) -> Prepared {
         let started = std::time::Instant::now();
         let mut index_of = stored;
-        let old_size = self.range.size();
-        let mut range = self.range.clone();
+        let old_size = base.size();
+        let mut range = base.clone();
         let mut nodes = BatchNodes::default();
         for (id, hash) in CompactRange::node_ids(old_size)
             .into_iter()
@@ -415,7 +538,7 @@ impl<S: LogStore + Send + Sync + 'static> Sequencer<S> {
         let mut leaves = Vec::new();
         let mut new_nodes = Vec::new();
         let mut placements: Vec<Vec<Placement>> = Vec::with_capacity(jobs.len());
-        for job in jobs {
+        for job in &jobs {
             let mut mine = Vec::with_capacity(job.leaves.len());
             for leaf in &job.leaves {
                 let hash = leaf.leaf_hash();
@@ -444,17 +567,15 @@ impl<S: LogStore + Send + Sync + 'static> Sequencer<S> {
             }
             placements.push(mine);
         }
-        let tree_head = if leaves.is_empty() {
-            self.latest.borrow().clone()
+        let (tree_head, batch) = if leaves.is_empty() {
+            (head.clone(), None)
         } else {
-            let previous = self.latest.borrow().head.timestamp_ms;
             let tree_head = self.signer.sign(TreeHead {
                 tree_size: range.size(),
                 // Timestamps never go backwards, even if the clock does.
-                timestamp_ms: self.clock.now_ms().max(previous),
+                timestamp_ms: self.clock.now_ms().max(head.head.timestamp_ms),
                 root_hash: range.root(),
             });
-            let appended = leaves.len();
             let batch = Batch {
                 first_index: old_size,
                 leaves,
@@ -462,27 +583,74 @@ impl<S: LogStore + Send + Sync + 'static> Sequencer<S> {
                 integrated_ms: tree_head.head.timestamp_ms,
                 tree_head: tree_head.clone(),
             };
-            self.store.append_batch(&batch).await?;
-            // Committed: only now does the in-memory tree move on. The cache
-            // first, so that its filler never reads back a published batch.
+            (tree_head, Some(Arc::new(batch)))
+        };
+        Prepared {
+            jobs,
+            placements,
+            nodes,
+            range,
+            tree_head,
+            batch,
+            started,
+        }
+    }
+
+    /// Makes a committed batch the log's state and answers its callers.
+    fn publish(&mut self, prepared: Prepared) {
+        let Prepared {
+            jobs,
+            placements,
+            nodes,
+            range,
+            tree_head,
+            batch,
+            started,
+        } = prepared;
+        if let Some(batch) = batch {
+            // The cache first, so that its filler never reads back a
+            // published batch.
             self.node_cache
-                .extend_committed(old_size, range.size(), &batch.nodes);
+                .extend_committed(batch.first_index, range.size(), &batch.nodes);
             self.range = range;
             self.latest.send_replace(tree_head.clone());
-            crate::metrics::batch_committed(appended, started.elapsed(), tree_head.head.tree_size);
+            crate::metrics::batch_committed(
+                batch.leaves.len(),
+                started.elapsed(),
+                tree_head.head.tree_size,
+            );
             tracing::debug!(tree_size = tree_head.head.tree_size, "batch committed");
-            tree_head
-        };
+        }
         let nodes = Arc::new(nodes);
-        Ok(placements
-            .into_iter()
-            .map(|placements| Committed {
+        for (job, placements) in jobs.into_iter().zip(placements) {
+            let _ = job.reply.send(Ok(Committed {
                 placements,
                 tree_head: tree_head.clone(),
                 nodes: nodes.clone(),
-            })
-            .collect())
+            }));
+        }
     }
+}
+
+/// A batch built on the tree that the batches before it leave; nothing of it
+/// is published until its write commits.
+struct Prepared {
+    jobs: Vec<Job>,
+    placements: Vec<Vec<Placement>>,
+    nodes: BatchNodes,
+    /// The tree after this batch, and the head signed over it.
+    range: CompactRange,
+    tree_head: SignedTreeHead,
+    /// What to write; `None` when every entry was in the log already.
+    batch: Option<Arc<Batch>>,
+    started: std::time::Instant,
+}
+
+/// A prepared batch and its write, which the sequencer polls while it
+/// gathers the next batch.
+struct InFlight {
+    prepared: Prepared,
+    write: std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), StorageError>> + Send>>,
 }
 
 fn fail_all(jobs: Vec<Job>, error: ServiceError) {
@@ -585,6 +753,189 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// A SQLite store whose writes wait at a gate, so that a test can hold a
+    /// batch in flight while later appends arrive, and fail on demand.
+    struct GatedStore {
+        inner: merklog_storage::SqliteStore,
+        gate: Semaphore,
+        writes_started: Semaphore,
+        fail_next: std::sync::atomic::AtomicUsize,
+    }
+
+    impl LogStore for GatedStore {
+        async fn append_batch(&self, batch: &Batch) -> merklog_storage::Result<()> {
+            self.writes_started.add_permits(1);
+            self.gate.acquire().await.unwrap().forget();
+            if self
+                .fail_next
+                .fetch_update(
+                    std::sync::atomic::Ordering::SeqCst,
+                    std::sync::atomic::Ordering::SeqCst,
+                    |n| n.checked_sub(1),
+                )
+                .is_ok()
+            {
+                return Err(StorageError::InvalidBatch {
+                    reason: "injected failure".into(),
+                });
+            }
+            self.inner.append_batch(batch).await
+        }
+        async fn node_hashes(&self, ids: &[NodeId]) -> merklog_storage::Result<Vec<Hash>> {
+            self.inner.node_hashes(ids).await
+        }
+        async fn entries(
+            &self,
+            start: u64,
+            end: u64,
+        ) -> merklog_storage::Result<Vec<merklog_storage::Entry>> {
+            self.inner.entries(start, end).await
+        }
+        async fn find_by_leaf_hash(
+            &self,
+            hashes: &[Hash],
+        ) -> merklog_storage::Result<Vec<(Hash, u64)>> {
+            self.inner.find_by_leaf_hash(hashes).await
+        }
+        async fn leaf_count(&self) -> merklog_storage::Result<u64> {
+            self.inner.leaf_count().await
+        }
+        async fn latest_tree_head(&self) -> merklog_storage::Result<Option<SignedTreeHead>> {
+            self.inner.latest_tree_head().await
+        }
+        async fn tree_head_at_size(
+            &self,
+            size: u64,
+        ) -> merklog_storage::Result<Option<SignedTreeHead>> {
+            self.inner.tree_head_at_size(size).await
+        }
+        async fn tree_heads(
+            &self,
+            after: Option<TreeHead>,
+            limit: u32,
+        ) -> merklog_storage::Result<Vec<SignedTreeHead>> {
+            self.inner.tree_heads(after, limit).await
+        }
+        async fn leaves_with_nodes(
+            &self,
+            start: u64,
+            end: u64,
+        ) -> merklog_storage::Result<Vec<merklog_storage::LeafNodes>> {
+            self.inner.leaves_with_nodes(start, end).await
+        }
+    }
+
+    /// A sequencer over a [`GatedStore`] whose gate is shut (the start-up
+    /// write of the empty head has passed it).
+    async fn gated() -> (SequencerHandle, Arc<GatedStore>, impl Sized) {
+        let (path, dir) = merklog_storage::testing::temp_sqlite();
+        let store = Arc::new(GatedStore {
+            inner: merklog_storage::SqliteStore::open_path(&path)
+                .await
+                .unwrap(),
+            gate: Semaphore::new(1),
+            writes_started: Semaphore::new(0),
+            fail_next: 0.into(),
+        });
+        let (handle, _task) = Sequencer::start(
+            store.clone(),
+            LogSigner::generate(&mut rand_core::OsRng),
+            Arc::new(crate::SystemClock),
+            SequencerConfig::default(),
+            Arc::new(NodeCache::new(1 << 20)),
+        )
+        .await
+        .unwrap();
+        store.writes_started.acquire().await.unwrap().forget();
+        (handle, store, dir)
+    }
+
+    /// Appends `entries` on a task of its own, once the batch before is in
+    /// flight at the gate.
+    fn append_later(
+        handle: &SequencerHandle,
+        entries: &[&str],
+    ) -> JoinHandle<Result<Committed, ServiceError>> {
+        let handle = handle.clone();
+        let entries = entries.iter().map(|e| e.as_bytes().to_vec()).collect();
+        tokio::spawn(async move { handle.append(entries).await })
+    }
+
+    /// Checks each placement's proof against its head.
+    async fn assert_proofs_verify(committed: &Committed, store: &GatedStore) {
+        let n = committed.tree_head.head.tree_size;
+        let proofs = committed.proofs(store).await.unwrap();
+        for (p, proof) in committed.placements.iter().zip(proofs) {
+            merklog_merkle::verify_inclusion(
+                p.index,
+                n,
+                &p.leaf_hash,
+                &proof,
+                &committed.tree_head.head.root_hash,
+            )
+            .unwrap();
+        }
+    }
+
+    /// A batch built while the one before it is written, with an entry of
+    /// that batch, is stored after it and answers that entry as the
+    /// duplicate it is.
+    #[tokio::test]
+    async fn a_batch_built_during_a_write_sees_that_write_commit() {
+        let (handle, store, _dir) = gated().await;
+        let first = append_later(&handle, &["a", "b"]);
+        store.writes_started.acquire().await.unwrap().forget();
+        // "a" and "b" are in flight, held at the gate.
+        let second = append_later(&handle, &["b", "c"]);
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        store.gate.add_permits(10);
+        let first = first.await.unwrap().unwrap();
+        let second = second.await.unwrap().unwrap();
+        let at = |c: &Committed| {
+            c.placements
+                .iter()
+                .map(|p| (p.index, p.duplicate))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(at(&first), [(0, false), (1, false)]);
+        assert_eq!(first.tree_head.head.tree_size, 2);
+        assert_eq!(at(&second), [(1, true), (2, false)]);
+        assert_eq!(second.tree_head.head.tree_size, 3);
+        assert_proofs_verify(&first, &store).await;
+        assert_proofs_verify(&second, &store).await;
+        assert_eq!(store.leaf_count().await.unwrap(), 3);
+    }
+
+    /// When the write in flight fails, its callers get the error and the
+    /// batch built on it is rebuilt on the committed tree and stored.
+    #[tokio::test]
+    async fn a_failed_write_fails_its_callers_only() {
+        let (handle, store, _dir) = gated().await;
+        store
+            .fail_next
+            .store(1, std::sync::atomic::Ordering::SeqCst);
+        let first = append_later(&handle, &["a", "b"]);
+        store.writes_started.acquire().await.unwrap().forget();
+        let second = append_later(&handle, &["b", "c"]);
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        store.gate.add_permits(10);
+        assert!(first.await.unwrap().is_err());
+        let second = second.await.unwrap().unwrap();
+        let at: Vec<_> = second
+            .placements
+            .iter()
+            .map(|p| (p.index, p.duplicate))
+            .collect();
+        assert_eq!(at, [(0, false), (1, false)]);
+        assert_eq!(second.tree_head.head.tree_size, 2);
+        assert_proofs_verify(&second, &store).await;
+        assert_eq!(store.leaf_count().await.unwrap(), 2);
+        // And the log goes on from there.
+        let third = handle.append(vec![b"a".to_vec()]).await.unwrap();
+        assert_eq!(third.placements[0].index, 2);
+        assert_proofs_verify(&third, &store).await;
     }
 
     /// Grows a tree from every size up to 40 by batches of 1 to 20 leaves,
