@@ -526,12 +526,19 @@ async fn tamper_d_an_inserted_head_with_another_root_is_caught() {
     );
 }
 
-#[tokio::test]
-async fn tamper_e_a_changed_or_forged_leaf_tile_is_caught() {
-    let (log, _scratch, _) = log_of_nine().await;
+/// The log of nine grown to 40 entries in batches that end at sizes 29
+/// and 40: tiles 0 and 1 complete.
+async fn log_of_forty() -> (Log, Scratch) {
+    let (log, scratch, _) = log_of_nine().await;
     let more: Vec<String> = (9..40).map(|i| format!("e{i}")).collect();
     let more: Vec<&str> = more.iter().map(String::as_str).collect();
     log.append_batches(&[&more[..20], &more[20..]]).await;
+    (log, scratch)
+}
+
+#[tokio::test]
+async fn tamper_e_a_changed_or_forged_leaf_tile_is_caught() {
+    let (log, _scratch) = log_of_forty().await;
     let db = superuser(&log);
     disable_triggers(&log).await;
     // Tile 1 (leaves 16..31): its 4th hash, leaf 19's, changed.
@@ -571,4 +578,44 @@ async fn tamper_e_a_changed_or_forged_leaf_tile_is_caught() {
         "{}",
         describe(&report.problems)
     );
+}
+
+#[tokio::test]
+async fn tamper_e_a_truncated_leaf_tile_is_refused_and_named_per_leaf() {
+    let (log, _scratch) = log_of_forty().await;
+    let db = superuser(&log);
+    disable_triggers(&log).await;
+    // Tile 1 (leaves 16..31) cut to 31 bytes, past its CHECK.
+    for statement in [
+        "ALTER TABLE leaf_tiles DROP CONSTRAINT leaf_tiles_hashes_check",
+        "UPDATE leaf_tiles SET hashes = substring(hashes from 1 for 31) WHERE tile = 1",
+    ] {
+        sqlx::query(statement).execute(db).await.unwrap();
+    }
+    enable_triggers(&log).await;
+
+    // The server refuses what needs the tile (DATA_LOSS): the head at size
+    // 29, a batch boundary, and the proofs of leaves 16..31, so a call
+    // asking for many proofs is refused whole; the audit asks again leaf by
+    // leaf and names exactly the even leaves of that block.
+    let report = audit_log(&log).await;
+    let refused: Vec<String> = report
+        .problems
+        .iter()
+        .filter_map(|p| match p {
+            AuditProblem::LogError { during, error } if error.contains("DataLoss") => {
+                Some(during.clone())
+            }
+            _ => None,
+        })
+        .collect();
+    let mut expected = vec!["its signed head at size 29".to_owned()];
+    expected.extend(
+        (16..32)
+            .step_by(2)
+            .map(|m| format!("the inclusion proof of leaf {m}")),
+    );
+    assert_eq!(refused, expected, "{}", describe(&report.problems));
+    assert_eq!(report.problems.len(), expected.len());
+    assert_eq!(report.proofs_checked, 20);
 }

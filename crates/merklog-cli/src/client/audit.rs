@@ -1,12 +1,12 @@
 //! `merklog audit`: download the whole log and check it against what it
 //! signed and what it proves.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::io::Write;
 
 use merklog_client::json::{hex_hash, TreeHeadJson};
-use merklog_client::{Client, ClientError};
+use merklog_client::{Client, ClientError, ProvenInclusion};
 use merklog_merkle::{leaf_hash, merkle_tree_hash, CompactRange, Hash};
 use serde::Serialize;
 
@@ -17,8 +17,9 @@ use super::{print_json, CommandError, CommandResult, LogArgs, OutputArgs, Progre
 pub struct AuditArgs {
     #[command(flatten)]
     pub log: LogArgs,
-    /// Skip the inclusion proofs (one call per two entries): check only the
-    /// entries, the latest root and the heads at batch boundaries.
+    /// Skip the inclusion proofs (one for every second entry, asked many per
+    /// call): check only the entries, the latest root and the heads at batch
+    /// boundaries.
     #[arg(long)]
     pub no_proofs: bool,
     #[command(flatten)]
@@ -277,50 +278,33 @@ pub async fn audit(
 
     let mut proofs_checked = 0;
     if options.proofs && complete {
-        let mut subtrees = SubtreeCache::new(&leaves);
-        let mut reported: HashMap<(u64, u64), ()> = HashMap::new();
-        for m in (0..n).step_by(2) {
-            match client.inclusion_by_index(m, Some(n)).await {
-                Ok(_) => {}
-                Err(ClientError::InclusionProof { proof, reason, .. }) => {
-                    let ranges = path_ranges(m, n);
-                    let mut named = false;
-                    if ranges.len() == proof.len() {
-                        for (&(first, end), served) in ranges.iter().zip(&proof) {
-                            let computed = subtrees.hash(first, end);
-                            if computed != *served {
-                                named = true;
-                                if reported.insert((first, end), ()).is_none() {
-                                    problems.push(AuditProblem::BadProofNode {
-                                        first,
-                                        end,
-                                        node: complete_node(first, end),
-                                        served: *served,
-                                        computed,
-                                        seen_in_proof_of: m,
-                                    });
-                                }
-                            }
-                        }
+        let mut findings = ProofFindings {
+            subtrees: SubtreeCache::new(&leaves),
+            reported: HashSet::new(),
+            problems: &mut problems,
+        };
+        let mut next = 0;
+        while next < n {
+            let chunk: Vec<u64> = (next..n).step_by(2).take(PROOFS_PER_ROUND).collect();
+            next = chunk.last().map_or(n, |last| last + 2);
+            let results = match client.inclusions_by_index(&chunk, Some(n)).await {
+                Ok(results) => results,
+                // A refused or unverifiable call, or a log without batch
+                // proofs: ask leaf by leaf, so that each finding names its
+                // leaf.
+                Err(e) if is_refusal(&e) || e.is_verification_failure() => {
+                    let mut results = Vec::with_capacity(chunk.len());
+                    for &m in &chunk {
+                        results.push(client.inclusion_by_index(m, Some(n)).await);
                     }
-                    if !named {
-                        problems.push(AuditProblem::BadProof {
-                            leaf_index: m,
-                            error: reason.to_string(),
-                        });
-                    }
+                    results
                 }
-                Err(e) if e.is_verification_failure() => problems.push(AuditProblem::BadProof {
-                    leaf_index: m,
-                    error: e.to_string(),
-                }),
-                Err(e) if is_refusal(&e) => problems.push(AuditProblem::LogError {
-                    during: format!("the inclusion proof of leaf {m}"),
-                    error: e.to_string(),
-                }),
                 Err(e) => return Err(e),
+            };
+            for (&m, result) in chunk.iter().zip(results) {
+                findings.record(m, n, result)?;
+                proofs_checked += 1;
             }
-            proofs_checked += 1;
             progress.update(proofs_checked, n.div_ceil(2), "inclusion proofs");
         }
     }
@@ -331,6 +315,73 @@ pub async fn audit(
         proofs_checked,
         problems,
     })
+}
+
+/// Even leaves proved per round of `GetInclusionProofs` calls (the client
+/// splits a round into calls of the log's page size).
+const PROOFS_PER_ROUND: usize = 4096;
+
+/// Turns failed inclusion proofs into findings, naming each wrong subtree
+/// hash once.
+struct ProofFindings<'a> {
+    subtrees: SubtreeCache<'a>,
+    reported: HashSet<(u64, u64)>,
+    problems: &'a mut Vec<AuditProblem>,
+}
+
+impl ProofFindings<'_> {
+    /// Records what the proof of leaf `m` in the tree of size `n` showed.
+    ///
+    /// # Errors
+    /// A transport or transient error: the audit could not be made.
+    fn record(
+        &mut self,
+        m: u64,
+        n: u64,
+        result: Result<ProvenInclusion, ClientError>,
+    ) -> Result<(), ClientError> {
+        match result {
+            Ok(_) => {}
+            Err(ClientError::InclusionProof { proof, reason, .. }) => {
+                let ranges = path_ranges(m, n);
+                let mut named = false;
+                if ranges.len() == proof.len() {
+                    for (&(first, end), served) in ranges.iter().zip(&proof) {
+                        let computed = self.subtrees.hash(first, end);
+                        if computed != *served {
+                            named = true;
+                            if self.reported.insert((first, end)) {
+                                self.problems.push(AuditProblem::BadProofNode {
+                                    first,
+                                    end,
+                                    node: complete_node(first, end),
+                                    served: *served,
+                                    computed,
+                                    seen_in_proof_of: m,
+                                });
+                            }
+                        }
+                    }
+                }
+                if !named {
+                    self.problems.push(AuditProblem::BadProof {
+                        leaf_index: m,
+                        error: reason.to_string(),
+                    });
+                }
+            }
+            Err(e) if e.is_verification_failure() => self.problems.push(AuditProblem::BadProof {
+                leaf_index: m,
+                error: e.to_string(),
+            }),
+            Err(e) if is_refusal(&e) => self.problems.push(AuditProblem::LogError {
+                during: format!("the inclusion proof of leaf {m}"),
+                error: e.to_string(),
+            }),
+            Err(e) => return Err(e),
+        }
+        Ok(())
+    }
 }
 
 /// Returns true for an error status that is not transient: the log will
