@@ -1,6 +1,7 @@
 //! PostgreSQL's leaf tiles: the trigger adds the tile of every block of 16
-//! leaves that an insert completes, whatever the batch sizes, and proofs
-//! read through the tiles give the hashes the RFC defines.
+//! leaves that an insert completes, whatever the batch sizes, proofs read
+//! through the tiles give the hashes the RFC defines, and the migration
+//! fills the tiles of a log stored before it.
 
 use merklog_merkle::{merkle_tree_hash, Hash, NodeId};
 use merklog_storage::testing::{TempPostgres, TestLog};
@@ -49,5 +50,56 @@ async fn tiles_follow_the_leaves_and_serve_the_lower_nodes() {
         let first = (id.index << id.level) as usize;
         let want = merkle_tree_hash(&hashes[first..first + (1 << id.level)]);
         assert_eq!(*hash, want, "node {id:?}");
+    }
+}
+
+/// The migration that adds the tiles fills them for the complete blocks of a
+/// log stored before it.
+#[tokio::test]
+async fn the_tiles_migration_fills_a_log_stored_before_it() {
+    let (url, _db) = TempPostgres::create().await;
+    // The migrations before the tiles, run from a copy of their files.
+    let (_, before) = merklog_storage::testing::temp_sqlite();
+    let source = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../migrations/postgres");
+    for file in std::fs::read_dir(&source).unwrap() {
+        let file = file.unwrap();
+        if file.file_name().to_string_lossy().as_ref() < "20261124000006" {
+            std::fs::copy(file.path(), before.path().join(file.file_name())).unwrap();
+        }
+    }
+    let pool = sqlx::PgPool::connect(&url).await.unwrap();
+    sqlx::migrate::Migrator::new(before.path())
+        .await
+        .unwrap()
+        .run(&pool)
+        .await
+        .unwrap();
+    // 40 leaves as that schema stored them (the tiles need only their leaf
+    // hashes; `nodes` has the length its CHECK wants).
+    sqlx::query(
+        "INSERT INTO leaves (idx, leaf_hash, entry, integrated_ms, nodes) \
+         SELECT g, sha256(int8send(g)), int8send(g), 0, \
+                decode(repeat('00', 32 * round(log(2, ((g + 1) & -(g + 1))::numeric))::int), 'hex') \
+         FROM generate_series(0, 39) AS g",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    let hashes: Vec<Vec<u8>> = sqlx::query_scalar("SELECT leaf_hash FROM leaves ORDER BY idx")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    assert_eq!(hashes.len(), 40);
+
+    // Opening the store runs the tiles migration.
+    let store = AnyStore::open(&url).await.unwrap();
+    let tiles = store.leaf_tiles(0, u64::MAX).await.unwrap().unwrap();
+    assert_eq!(tiles.len(), 2, "blocks 0 and 1 are complete");
+    for (tile, stored) in &tiles {
+        let want: Vec<Hash> = hashes[*tile as usize * 16..][..16]
+            .iter()
+            .map(|h| Hash(h.as_slice().try_into().unwrap()))
+            .collect();
+        assert_eq!(stored, &want, "tile {tile}");
     }
 }
