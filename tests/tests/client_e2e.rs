@@ -4,6 +4,9 @@
 mod client_common;
 
 use client_common::{signer, Log, Scratch};
+use merklog_cli::client::audit::{audit, AuditOptions};
+use merklog_cli::client::monitor::check_once;
+use merklog_cli::client::Progress;
 use merklog_client::{Client, ClientError, TrustState};
 use merklog_merkle::leaf_hash;
 use merklog_tests::TestDb;
@@ -123,6 +126,46 @@ async fn client_proves_many_leaves_in_few_calls() {
         }
         other => panic!("unexpected {other:?}"),
     }
+}
+
+/// A log longer than its page size is read page by page: the entries, the
+/// audit and the monitor's check of new entries ask for at most a page per
+/// call (the log refuses longer pages).
+#[tokio::test]
+async fn logs_longer_than_a_page_are_read_page_by_page() {
+    let mut config = client_common::config();
+    config.limits.max_page_size = 3;
+    let log = Log::start_with(TestDb::sqlite(), signer(), config).await;
+    let mut client = log.client().await;
+    let entries: Vec<Vec<u8>> = (0..11u8).map(|i| vec![b'e', i]).collect();
+    client.append(entries.clone()).await.unwrap();
+    assert_eq!(client.page_size().await.unwrap(), 3);
+
+    let read = client.entries(0, 11).await.unwrap();
+    let got: Vec<(u64, Vec<u8>)> = read.into_iter().map(|e| (e.index, e.data)).collect();
+    let want: Vec<(u64, Vec<u8>)> = (0..).zip(entries).collect();
+    assert_eq!(got, want);
+
+    let report = audit(
+        &mut client,
+        AuditOptions { proofs: true },
+        &mut Progress::quiet(),
+    )
+    .await
+    .unwrap();
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+    assert_eq!((report.entries_checked, report.proofs_checked), (11, 6));
+
+    let scratch = Scratch::new();
+    let mut monitor = log
+        .client()
+        .await
+        .with_state_file(scratch.path("state.json"))
+        .unwrap();
+    let step = check_once(&mut monitor, true, &mut Progress::quiet())
+        .await
+        .unwrap();
+    assert_eq!(step.entries_checked, 11);
 }
 
 #[tokio::test]

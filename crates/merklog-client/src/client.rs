@@ -189,6 +189,8 @@ pub struct Client {
     /// The right edge of the trusted tree, when known (see [`TrustState`]).
     edge: Option<CompactRange>,
     state_path: Option<PathBuf>,
+    /// The log's `max_page_size`, once asked.
+    page_size: Option<u64>,
 }
 
 impl std::fmt::Debug for Client {
@@ -280,6 +282,7 @@ impl Client {
             trusted: None,
             edge: None,
             state_path: None,
+            page_size: None,
         })
     }
 
@@ -689,7 +692,7 @@ impl Client {
         if indexes.is_empty() {
             return Ok(Vec::new());
         }
-        let per_call = (self.log_info().await?.max_page_size as usize).max(1);
+        let per_call = self.page_size().await? as usize;
         let mut proven = Vec::with_capacity(indexes.len());
         for chunk in indexes.chunks(per_call) {
             let reply = self
@@ -782,8 +785,8 @@ impl Client {
         })
     }
 
-    /// Fetches one page of entries from `start` (the log decides how many,
-    /// up to `end`), checking that they are numbered from `start` and that
+    /// Fetches one page of entries from `start` (up to `end`, at most the
+    /// log's page size, fewer if the log decides so), checking that they are numbered from `start` and that
     /// each one's bytes hash to its leaf hash. An empty page means the log
     /// has no entry at `start`.
     ///
@@ -808,6 +811,8 @@ impl Client {
     /// [`ClientError::Unexpected`] for misnumbered entries or too many;
     /// [`ClientError::Malformed`]; transport and status errors.
     pub async fn served_entries_page(&mut self, start: u64, end: u64) -> Result<Vec<ServedEntry>> {
+        // The log refuses a longer page than its limit rather than cut it.
+        let end = end.min(start.saturating_add(self.page_size().await?));
         let reply = self
             .rpc
             .get_entries(v1::GetEntriesRequest { start, end })
@@ -836,6 +841,20 @@ impl Client {
                 })
             })
             .collect()
+    }
+
+    /// Returns the most entries or proofs the log answers in one call
+    /// (`LogInfo::max_page_size`, at least 1), asking the log once.
+    ///
+    /// # Errors
+    /// As [`Client::log_info`].
+    pub async fn page_size(&mut self) -> Result<u64> {
+        if let Some(size) = self.page_size {
+            return Ok(size);
+        }
+        let size = u64::from(self.log_info().await?.max_page_size).max(1);
+        self.page_size = Some(size);
+        Ok(size)
     }
 
     /// Fetches the entries `[start, end)`, page by page, each checked as
