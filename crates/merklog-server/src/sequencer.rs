@@ -347,16 +347,23 @@ impl<S: LogStore + Send + Sync + 'static> Sequencer<S> {
                         }
                     }
                 }
-                // Until the write ends or the batch is full.
+                // Until the write ends (then what has queued joins at once)
+                // or the batch is full.
                 Some(flight) => {
                     while size < max && written.is_none() {
                         tokio::select! {
                             biased;
+                            result = &mut flight.write => written = Some(result),
                             job = queue.recv(), if open => match job {
                                 Some(job) => take(job, &mut waiting, &mut size),
                                 None => open = false,
                             },
-                            result = &mut flight.write => written = Some(result),
+                        }
+                    }
+                    while size < max {
+                        match queue.try_recv() {
+                            Ok(job) => take(job, &mut waiting, &mut size),
+                            Err(_) => break,
                         }
                     }
                 }
