@@ -769,6 +769,10 @@ mod tests {
         gate: Semaphore,
         writes_started: Semaphore,
         fail_next: std::sync::atomic::AtomicUsize,
+        /// When set, write k fails before storing when k % 7 == 3, and after
+        /// storing (as a lost answer to COMMIT would) when k % 11 == 5.
+        flaky: std::sync::atomic::AtomicBool,
+        writes: std::sync::atomic::AtomicUsize,
     }
 
     impl LogStore for GatedStore {
@@ -784,11 +788,20 @@ mod tests {
                 )
                 .is_ok()
             {
-                return Err(StorageError::InvalidBatch {
-                    reason: "injected failure".into(),
-                });
+                return Err(injected());
             }
-            self.inner.append_batch(batch).await
+            let k = self
+                .writes
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let flaky = self.flaky.load(std::sync::atomic::Ordering::SeqCst);
+            if flaky && k % 7 == 3 {
+                return Err(injected());
+            }
+            self.inner.append_batch(batch).await?;
+            if flaky && k % 11 == 5 {
+                return Err(injected());
+            }
+            Ok(())
         }
         async fn node_hashes(&self, ids: &[NodeId]) -> merklog_storage::Result<Vec<Hash>> {
             self.inner.node_hashes(ids).await
@@ -834,6 +847,12 @@ mod tests {
         }
     }
 
+    fn injected() -> StorageError {
+        StorageError::InvalidBatch {
+            reason: "injected failure".into(),
+        }
+    }
+
     /// A sequencer over a [`GatedStore`] whose gate is shut (the start-up
     /// write of the empty head has passed it).
     async fn gated() -> (SequencerHandle, Arc<GatedStore>, impl Sized) {
@@ -845,6 +864,8 @@ mod tests {
             gate: Semaphore::new(1),
             writes_started: Semaphore::new(0),
             fail_next: 0.into(),
+            flaky: false.into(),
+            writes: 0.into(),
         });
         let (handle, _task) = Sequencer::start(
             store.clone(),
@@ -943,6 +964,67 @@ mod tests {
         let third = handle.append(vec![b"a".to_vec()]).await.unwrap();
         assert_eq!(third.placements[0].index, 2);
         assert_proofs_verify(&third, &store).await;
+    }
+
+    /// Many callers append, with entries in common, while writes fail
+    /// before and after storing: every answer agrees with the store (each
+    /// placed entry is the stored leaf at its index, each proof verifies,
+    /// each head is the stored tree of its size), and the store keeps every
+    /// leaf hash once.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn answers_agree_with_the_store_through_failures() {
+        let (handle, store, _dir) = gated().await;
+        store.flaky.store(true, std::sync::atomic::Ordering::SeqCst);
+        store.gate.add_permits(1 << 20);
+        let mut callers = Vec::new();
+        for t in 0..16u32 {
+            let handle = handle.clone();
+            callers.push(tokio::spawn(async move {
+                let mut answers = Vec::new();
+                for i in 0..30u32 {
+                    let entries = vec![
+                        format!("shared {}", (t + i) % 25).into_bytes(),
+                        format!("own {t} {i}").into_bytes(),
+                    ];
+                    let answer = handle.append(entries.clone()).await;
+                    answers.push((entries, answer));
+                }
+                answers
+            }));
+        }
+        let mut answers = Vec::new();
+        for caller in callers {
+            answers.extend(caller.await.unwrap());
+        }
+        let failed = answers.iter().filter(|(_, a)| a.is_err()).count();
+        assert!(failed > 0, "the injected failures were hit");
+        assert!(
+            failed < answers.len() / 2,
+            "{failed} of {} failed",
+            answers.len()
+        );
+
+        let size = store.leaf_count().await.unwrap();
+        let stored = store.entries(0, size).await.unwrap();
+        let hashes: Vec<Hash> = stored.iter().map(|e| e.leaf_hash).collect();
+        let mut distinct = hashes.clone();
+        distinct.sort_unstable();
+        distinct.dedup();
+        assert_eq!(distinct.len(), hashes.len(), "a leaf hash is stored twice");
+        let root_at = |n: u64| merklog_merkle::merkle_tree_hash(&hashes[..n as usize]);
+        for (entries, answer) in &answers {
+            let Ok(committed) = answer else { continue };
+            let head = &committed.tree_head.head;
+            assert!(head.tree_size <= size);
+            assert_eq!(head.root_hash, root_at(head.tree_size));
+            for (entry, p) in entries.iter().zip(&committed.placements) {
+                assert_eq!(&stored[p.index as usize].entry, entry, "leaf {}", p.index);
+            }
+            assert_proofs_verify(committed, &store).await;
+        }
+        let latest = handle.latest().head;
+        assert_eq!(latest.tree_size, size);
+        assert_eq!(latest.root_hash, root_at(size));
     }
 
     /// Grows a tree from every size up to 40 by batches of 1 to 20 leaves,
