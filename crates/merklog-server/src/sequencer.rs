@@ -390,7 +390,8 @@ impl<S: LogStore + Send + Sync + 'static> Sequencer<S> {
                     None => flight.write.await,
                 };
                 if !self.finish(flight.prepared, result).await {
-                    // `next` was built on the batch that failed.
+                    // `next` was built on the batch as prepared, which
+                    // failed or was rebuilt around duplicates.
                     if let Some(stale) = next.take() {
                         next = self.prepare_on_committed(stale.jobs).await;
                     }
@@ -455,7 +456,8 @@ impl<S: LogStore + Send + Sync + 'static> Sequencer<S> {
     }
 
     /// Ends the write of `prepared` with its `result`: publishes the batch
-    /// and answers its callers, or fails them. Returns whether it committed.
+    /// and answers its callers, or fails them. Returns whether it committed
+    /// exactly as prepared, so that a batch built on top of it stands.
     ///
     /// Most batches hold no entry the log already has, so a batch is first
     /// written without asking the store: the store refuses it whole if a
@@ -469,6 +471,7 @@ impl<S: LogStore + Send + Sync + 'static> Sequencer<S> {
             calls = prepared.jobs.len(),
             entries = prepared.batch.as_ref().map_or(0, |b| b.leaves.len())
         );
+        let as_prepared = result.is_ok();
         let result = match result {
             Ok(()) => Ok(prepared),
             Err(StorageError::DuplicateLeaf { .. }) => {
@@ -482,7 +485,7 @@ impl<S: LogStore + Send + Sync + 'static> Sequencer<S> {
         match result {
             Ok(prepared) => {
                 self.publish(prepared);
-                true
+                as_prepared
             }
             Err((jobs, e)) => {
                 crate::metrics::storage_error("batch");
@@ -964,6 +967,35 @@ mod tests {
         let third = handle.append(vec![b"a".to_vec()]).await.unwrap();
         assert_eq!(third.placements[0].index, 2);
         assert_proofs_verify(&third, &store).await;
+    }
+
+    /// A batch built while the one before it is written stands on that
+    /// batch as prepared; when that one turns out to repeat a stored entry
+    /// and is rebuilt smaller, the batch on top is rebuilt too.
+    #[tokio::test]
+    async fn a_batch_built_on_a_batch_with_a_duplicate_is_rebuilt() {
+        let (handle, store, _dir) = gated().await;
+        store.gate.add_permits(1);
+        handle.append(vec![b"a".to_vec()]).await.unwrap();
+        store.writes_started.acquire().await.unwrap().forget();
+        let first = append_later(&handle, &["a", "x"]);
+        store.writes_started.acquire().await.unwrap().forget();
+        // ["a", "x"] is held at the gate, prepared as two new leaves.
+        let second = append_later(&handle, &["y"]);
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        store.gate.add_permits(10);
+        let first = first.await.unwrap().unwrap();
+        let second = second.await.unwrap().unwrap();
+        let at = |c: &Committed| {
+            c.placements
+                .iter()
+                .map(|p| (p.index, p.duplicate))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(at(&first), [(0, true), (1, false)]);
+        assert_eq!(at(&second), [(2, false)]);
+        assert_eq!(second.tree_head.head.tree_size, 3);
+        assert_proofs_verify(&second, &store).await;
     }
 
     /// Many callers append, with entries in common, while writes fail
