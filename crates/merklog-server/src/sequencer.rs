@@ -894,6 +894,15 @@ mod tests {
         tokio::spawn(async move { handle.append(entries).await })
     }
 
+    /// Each placement's index and whether it was a duplicate.
+    fn places(committed: &Committed) -> Vec<(u64, bool)> {
+        committed
+            .placements
+            .iter()
+            .map(|p| (p.index, p.duplicate))
+            .collect()
+    }
+
     /// Checks each placement's proof against its head.
     async fn assert_proofs_verify(committed: &Committed, store: &GatedStore) {
         let n = committed.tree_head.head.tree_size;
@@ -924,15 +933,9 @@ mod tests {
         store.gate.add_permits(10);
         let first = first.await.unwrap().unwrap();
         let second = second.await.unwrap().unwrap();
-        let at = |c: &Committed| {
-            c.placements
-                .iter()
-                .map(|p| (p.index, p.duplicate))
-                .collect::<Vec<_>>()
-        };
-        assert_eq!(at(&first), [(0, false), (1, false)]);
+        assert_eq!(places(&first), [(0, false), (1, false)]);
         assert_eq!(first.tree_head.head.tree_size, 2);
-        assert_eq!(at(&second), [(1, true), (2, false)]);
+        assert_eq!(places(&second), [(1, true), (2, false)]);
         assert_eq!(second.tree_head.head.tree_size, 3);
         assert_proofs_verify(&first, &store).await;
         assert_proofs_verify(&second, &store).await;
@@ -954,12 +957,7 @@ mod tests {
         store.gate.add_permits(10);
         assert!(first.await.unwrap().is_err());
         let second = second.await.unwrap().unwrap();
-        let at: Vec<_> = second
-            .placements
-            .iter()
-            .map(|p| (p.index, p.duplicate))
-            .collect();
-        assert_eq!(at, [(0, false), (1, false)]);
+        assert_eq!(places(&second), [(0, false), (1, false)]);
         assert_eq!(second.tree_head.head.tree_size, 2);
         assert_proofs_verify(&second, &store).await;
         assert_eq!(store.leaf_count().await.unwrap(), 2);
@@ -986,14 +984,8 @@ mod tests {
         store.gate.add_permits(10);
         let first = first.await.unwrap().unwrap();
         let second = second.await.unwrap().unwrap();
-        let at = |c: &Committed| {
-            c.placements
-                .iter()
-                .map(|p| (p.index, p.duplicate))
-                .collect::<Vec<_>>()
-        };
-        assert_eq!(at(&first), [(0, true), (1, false)]);
-        assert_eq!(at(&second), [(2, false)]);
+        assert_eq!(places(&first), [(0, true), (1, false)]);
+        assert_eq!(places(&second), [(2, false)]);
         assert_eq!(second.tree_head.head.tree_size, 3);
         assert_proofs_verify(&second, &store).await;
     }
