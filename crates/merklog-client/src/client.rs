@@ -786,9 +786,9 @@ impl Client {
     }
 
     /// Fetches one page of entries from `start` (up to `end`, at most the
-    /// log's page size, fewer if the log decides so), checking that they are numbered from `start` and that
-    /// each one's bytes hash to its leaf hash. An empty page means the log
-    /// has no entry at `start`.
+    /// log's page size, fewer if the log decides so), checking that they are
+    /// numbered from `start` and that each one's bytes hash to its leaf
+    /// hash. An empty page means the log has no entry at `start`.
     ///
     /// # Errors
     /// [`ClientError::LeafHash`] naming the first entry whose bytes do not
