@@ -5,14 +5,13 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
-use merklog_merkle::NodeId;
 use merklog_merkle::{leaf_hash, verify_consistency, verify_inclusion, Hash};
 use merklog_proto::v1::{self, get_inclusion_proof_request::Leaf, log_client::LogClient};
 use merklog_proto::{hash_from_wire, hashes_from_wire, sth_from_wire};
 use merklog_server::ServerConfig;
-use merklog_sth::TreeHead;
 use merklog_sth::{LogSigner, PublicKey, SignedTreeHead};
-use merklog_storage::{Batch, Entry, LeafNodes, LogStore, StorageError};
+use merklog_storage::testing::{AppendHook, HookedStore};
+use merklog_storage::{Batch, StorageError};
 use merklog_tests::{TestDb, TestServer};
 use tonic::transport::Channel;
 use tonic::Code;
@@ -510,30 +509,26 @@ async fn bad_input_is_rejected_clearly(db: TestDb) {
     server.stop().await.unwrap();
 }
 
-/// A store that fails on purpose: the next `fail_next` appends fail before
+/// Appends that fail on purpose: the next `fail_next` appends fail before
 /// writing, and with `fail_after_commit` the next append is written but
 /// reported as failed (a connection lost during COMMIT).
-struct FlakyStore<S> {
-    inner: S,
+#[derive(Default)]
+struct Flaky {
     fail_next: AtomicU32,
     fail_after_commit: AtomicU32,
     /// Milliseconds each append takes before it starts: a slow disk.
     append_delay_ms: AtomicU32,
 }
 
-impl<S> FlakyStore<S> {
-    fn new(inner: S) -> Self {
-        FlakyStore {
-            inner,
-            fail_next: AtomicU32::new(0),
-            fail_after_commit: AtomicU32::new(0),
-            append_delay_ms: AtomicU32::new(0),
-        }
+fn flaky<S>(inner: S) -> HookedStore<S, Flaky> {
+    HookedStore {
+        inner,
+        hook: Flaky::default(),
     }
 }
 
-impl<S: LogStore> LogStore for FlakyStore<S> {
-    async fn append_batch(&self, batch: &Batch) -> merklog_storage::Result<()> {
+impl AppendHook for Flaky {
+    async fn before(&self, _: &Batch) -> merklog_storage::Result<()> {
         let delay = self.append_delay_ms.load(Ordering::SeqCst);
         if delay > 0 {
             tokio::time::sleep(std::time::Duration::from_millis(delay.into())).await;
@@ -544,7 +539,9 @@ impl<S: LogStore> LogStore for FlakyStore<S> {
                 source: sqlx_io_error(),
             });
         }
-        self.inner.append_batch(batch).await?;
+        Ok(())
+    }
+    fn after(&self, _: &Batch) -> merklog_storage::Result<()> {
         if self.fail_after_commit.load(Ordering::SeqCst) > 0 {
             self.fail_after_commit.fetch_sub(1, Ordering::SeqCst);
             return Err(StorageError::Unavailable {
@@ -552,44 +549,6 @@ impl<S: LogStore> LogStore for FlakyStore<S> {
             });
         }
         Ok(())
-    }
-    async fn node_hashes(&self, ids: &[NodeId]) -> merklog_storage::Result<Vec<Hash>> {
-        self.inner.node_hashes(ids).await
-    }
-    async fn entries(&self, start: u64, end: u64) -> merklog_storage::Result<Vec<Entry>> {
-        self.inner.entries(start, end).await
-    }
-    async fn find_by_leaf_hash(
-        &self,
-        hashes: &[Hash],
-    ) -> merklog_storage::Result<Vec<(Hash, u64)>> {
-        self.inner.find_by_leaf_hash(hashes).await
-    }
-    async fn leaf_count(&self) -> merklog_storage::Result<u64> {
-        self.inner.leaf_count().await
-    }
-    async fn latest_tree_head(&self) -> merklog_storage::Result<Option<SignedTreeHead>> {
-        self.inner.latest_tree_head().await
-    }
-    async fn tree_head_at_size(
-        &self,
-        size: u64,
-    ) -> merklog_storage::Result<Option<SignedTreeHead>> {
-        self.inner.tree_head_at_size(size).await
-    }
-    async fn tree_heads(
-        &self,
-        after: Option<TreeHead>,
-        limit: u32,
-    ) -> merklog_storage::Result<Vec<SignedTreeHead>> {
-        self.inner.tree_heads(after, limit).await
-    }
-    async fn leaves_with_nodes(
-        &self,
-        start: u64,
-        end: u64,
-    ) -> merklog_storage::Result<Vec<LeafNodes>> {
-        self.inner.leaves_with_nodes(start, end).await
     }
 }
 
@@ -603,14 +562,14 @@ fn sqlx_io_error() -> sqlx::Error {
 async fn storage_failure_fails_the_batch_then_recovers(db: TestDb) {
     let signer = signer();
     let key = signer.public_key().clone();
-    let store = Arc::new(FlakyStore::new(db.open().await.unwrap()));
+    let store = Arc::new(flaky(db.open().await.unwrap()));
     let server = TestServer::start(store.clone(), signer, ServerConfig::default())
         .await
         .unwrap();
     let mut c = server.client().await.unwrap();
     let (_, before) = append_verified(&mut c, &key, vec![b"one".to_vec()]).await;
 
-    store.fail_next.store(1, Ordering::SeqCst);
+    store.hook.fail_next.store(1, Ordering::SeqCst);
     assert_status(
         c.append(v1::AppendRequest {
             entries: vec![b"two".to_vec()],
@@ -631,7 +590,7 @@ async fn storage_failure_fails_the_batch_then_recovers(db: TestDb) {
 
     // A commit that happened but was reported as failed: the caller is told
     // UNAVAILABLE, the service resynchronises and a retry finds the entry.
-    store.fail_after_commit.store(1, Ordering::SeqCst);
+    store.hook.fail_after_commit.store(1, Ordering::SeqCst);
     assert_status(
         c.append(v1::AppendRequest {
             entries: vec![b"three".to_vec()],
@@ -650,7 +609,7 @@ async fn storage_failure_fails_the_batch_then_recovers(db: TestDb) {
 async fn overload_is_refused_at_once(db: TestDb) {
     let signer = signer();
     let key = signer.public_key().clone();
-    let store = Arc::new(FlakyStore::new(db.open().await.unwrap()));
+    let store = Arc::new(flaky(db.open().await.unwrap()));
     let mut config = ServerConfig::default();
     config.limits.max_entries_per_append = 10;
     config.sequencer.queue_capacity = 20;
@@ -660,7 +619,7 @@ async fn overload_is_refused_at_once(db: TestDb) {
         .unwrap();
     // Every batch now takes a second: 60 callers of 5 entries overflow a
     // queue of 20 entries.
-    store.append_delay_ms.store(1000, Ordering::SeqCst);
+    store.hook.append_delay_ms.store(1000, Ordering::SeqCst);
     let mut calls = Vec::new();
     for i in 0..60 {
         let mut c = server.client().await.unwrap();
@@ -694,7 +653,7 @@ async fn overload_is_refused_at_once(db: TestDb) {
     }
     assert!(ok >= 4, "the queued callers are served ({ok} served)");
     assert!(refused > 0, "a full queue refuses callers");
-    store.append_delay_ms.store(0, Ordering::SeqCst);
+    store.hook.append_delay_ms.store(0, Ordering::SeqCst);
     let mut c = server.client().await.unwrap();
     let (_, head) = append_verified(&mut c, &key, vec![b"after the flood".to_vec()]).await;
     assert_eq!(head.head.tree_size, ok * 5 + 1);

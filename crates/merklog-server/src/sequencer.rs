@@ -716,6 +716,7 @@ async fn load_state<S: LogStore>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use merklog_storage::testing::{AppendHook, HookedStore};
 
     /// Every committed batch reaches the node cache before its callers are
     /// answered, with exactly the nodes the store holds.
@@ -765,10 +766,9 @@ mod tests {
         }
     }
 
-    /// A SQLite store whose writes wait at a gate, so that a test can hold a
-    /// batch in flight while later appends arrive, and fail on demand.
-    struct GatedStore {
-        inner: merklog_storage::SqliteStore,
+    /// Writes that wait at a gate, so that a test can hold a batch in
+    /// flight while later appends arrive, and fail on demand.
+    struct Gate {
         gate: Semaphore,
         writes_started: Semaphore,
         fail_next: std::sync::atomic::AtomicUsize,
@@ -778,8 +778,10 @@ mod tests {
         writes: std::sync::atomic::AtomicUsize,
     }
 
-    impl LogStore for GatedStore {
-        async fn append_batch(&self, batch: &Batch) -> merklog_storage::Result<()> {
+    type GatedStore = HookedStore<merklog_storage::SqliteStore, Gate>;
+
+    impl AppendHook for Gate {
+        async fn before(&self, _: &Batch) -> merklog_storage::Result<()> {
             self.writes_started.add_permits(1);
             self.gate.acquire().await.unwrap().forget();
             if self
@@ -796,57 +798,19 @@ mod tests {
             let k = self
                 .writes
                 .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            let flaky = self.flaky.load(std::sync::atomic::Ordering::SeqCst);
-            if flaky && k % 7 == 3 {
-                return Err(injected());
-            }
-            self.inner.append_batch(batch).await?;
-            if flaky && k % 11 == 5 {
+            if self.flaky.load(std::sync::atomic::Ordering::SeqCst) && k % 7 == 3 {
                 return Err(injected());
             }
             Ok(())
         }
-        async fn node_hashes(&self, ids: &[NodeId]) -> merklog_storage::Result<Vec<Hash>> {
-            self.inner.node_hashes(ids).await
-        }
-        async fn entries(
-            &self,
-            start: u64,
-            end: u64,
-        ) -> merklog_storage::Result<Vec<merklog_storage::Entry>> {
-            self.inner.entries(start, end).await
-        }
-        async fn find_by_leaf_hash(
-            &self,
-            hashes: &[Hash],
-        ) -> merklog_storage::Result<Vec<(Hash, u64)>> {
-            self.inner.find_by_leaf_hash(hashes).await
-        }
-        async fn leaf_count(&self) -> merklog_storage::Result<u64> {
-            self.inner.leaf_count().await
-        }
-        async fn latest_tree_head(&self) -> merklog_storage::Result<Option<SignedTreeHead>> {
-            self.inner.latest_tree_head().await
-        }
-        async fn tree_head_at_size(
-            &self,
-            size: u64,
-        ) -> merklog_storage::Result<Option<SignedTreeHead>> {
-            self.inner.tree_head_at_size(size).await
-        }
-        async fn tree_heads(
-            &self,
-            after: Option<TreeHead>,
-            limit: u32,
-        ) -> merklog_storage::Result<Vec<SignedTreeHead>> {
-            self.inner.tree_heads(after, limit).await
-        }
-        async fn leaves_with_nodes(
-            &self,
-            start: u64,
-            end: u64,
-        ) -> merklog_storage::Result<Vec<merklog_storage::LeafNodes>> {
-            self.inner.leaves_with_nodes(start, end).await
+        fn after(&self, _: &Batch) -> merklog_storage::Result<()> {
+            // The sequencer writes one batch at a time: the write that just
+            // passed `before` is the last one counted.
+            let k = self.writes.load(std::sync::atomic::Ordering::SeqCst) - 1;
+            if self.flaky.load(std::sync::atomic::Ordering::SeqCst) && k % 11 == 5 {
+                return Err(injected());
+            }
+            Ok(())
         }
     }
 
@@ -864,11 +828,14 @@ mod tests {
             inner: merklog_storage::SqliteStore::open_path(&path)
                 .await
                 .unwrap(),
-            gate: Semaphore::new(1),
-            writes_started: Semaphore::new(0),
-            fail_next: 0.into(),
-            flaky: false.into(),
-            writes: 0.into(),
+            hook: Gate {
+                // The start-up write of the empty head passes.
+                gate: Semaphore::new(1),
+                writes_started: Semaphore::new(0),
+                fail_next: 0.into(),
+                flaky: false.into(),
+                writes: 0.into(),
+            },
         });
         let (handle, _task) = Sequencer::start(
             store.clone(),
@@ -879,7 +846,7 @@ mod tests {
         )
         .await
         .unwrap();
-        store.writes_started.acquire().await.unwrap().forget();
+        store.hook.writes_started.acquire().await.unwrap().forget();
         (handle, store, dir)
     }
 
@@ -926,11 +893,11 @@ mod tests {
     async fn a_batch_built_during_a_write_sees_that_write_commit() {
         let (handle, store, _dir) = gated().await;
         let first = append_later(&handle, &["a", "b"]);
-        store.writes_started.acquire().await.unwrap().forget();
+        store.hook.writes_started.acquire().await.unwrap().forget();
         // "a" and "b" are in flight, held at the gate.
         let second = append_later(&handle, &["b", "c"]);
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        store.gate.add_permits(10);
+        store.hook.gate.add_permits(10);
         let first = first.await.unwrap().unwrap();
         let second = second.await.unwrap().unwrap();
         assert_eq!(places(&first), [(0, false), (1, false)]);
@@ -948,13 +915,14 @@ mod tests {
     async fn a_failed_write_fails_its_callers_only() {
         let (handle, store, _dir) = gated().await;
         store
+            .hook
             .fail_next
             .store(1, std::sync::atomic::Ordering::SeqCst);
         let first = append_later(&handle, &["a", "b"]);
-        store.writes_started.acquire().await.unwrap().forget();
+        store.hook.writes_started.acquire().await.unwrap().forget();
         let second = append_later(&handle, &["b", "c"]);
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        store.gate.add_permits(10);
+        store.hook.gate.add_permits(10);
         assert!(first.await.unwrap().is_err());
         let second = second.await.unwrap().unwrap();
         assert_eq!(places(&second), [(0, false), (1, false)]);
@@ -973,15 +941,15 @@ mod tests {
     #[tokio::test]
     async fn a_batch_built_on_a_batch_with_a_duplicate_is_rebuilt() {
         let (handle, store, _dir) = gated().await;
-        store.gate.add_permits(1);
+        store.hook.gate.add_permits(1);
         handle.append(vec![b"a".to_vec()]).await.unwrap();
-        store.writes_started.acquire().await.unwrap().forget();
+        store.hook.writes_started.acquire().await.unwrap().forget();
         let first = append_later(&handle, &["a", "x"]);
-        store.writes_started.acquire().await.unwrap().forget();
+        store.hook.writes_started.acquire().await.unwrap().forget();
         // ["a", "x"] is held at the gate, prepared as two new leaves.
         let second = append_later(&handle, &["y"]);
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        store.gate.add_permits(10);
+        store.hook.gate.add_permits(10);
         let first = first.await.unwrap().unwrap();
         let second = second.await.unwrap().unwrap();
         assert_eq!(places(&first), [(0, true), (1, false)]);
@@ -998,8 +966,11 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn answers_agree_with_the_store_through_failures() {
         let (handle, store, _dir) = gated().await;
-        store.flaky.store(true, std::sync::atomic::Ordering::SeqCst);
-        store.gate.add_permits(1 << 20);
+        store
+            .hook
+            .flaky
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        store.hook.gate.add_permits(1 << 20);
         let mut callers = Vec::new();
         for t in 0..16u32 {
             let handle = handle.clone();

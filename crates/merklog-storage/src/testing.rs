@@ -1,16 +1,16 @@
 //! Test support for this crate's tests and other crates' tests (feature
-//! `testing`): temporary databases and a deterministic log that builds
-//! batches.
+//! `testing`): temporary databases, a deterministic log that builds
+//! batches, and a store that runs a test's hook around each append.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use merklog_merkle::CompactRange;
-use merklog_sth::LogSigner;
+use merklog_merkle::{CompactRange, Hash, NodeId};
+use merklog_sth::{LogSigner, SignedTreeHead, TreeHead};
 use rand::{Rng, SeedableRng};
 use sqlx::{Connection, Executor, PgConnection};
 
-use crate::Batch;
+use crate::{Batch, Entry, LeafNodes, LeafTile, LogStore, Result};
 
 /// The server that [`TempPostgres`] creates databases on when
 /// `DATABASE_URL` is not set.
@@ -175,5 +175,66 @@ impl TestLog {
             self.clock_ms,
             |head| signer.sign(head),
         )
+    }
+}
+
+/// What a test does around each append of a [`HookedStore`]: delay it, hold
+/// it, or fail it before or after the write.
+pub trait AppendHook: Send + Sync {
+    /// Runs before `batch` is written; an error fails the append with
+    /// nothing written.
+    fn before(&self, batch: &Batch) -> impl std::future::Future<Output = Result<()>> + Send {
+        let _ = batch;
+        async { Ok(()) }
+    }
+
+    /// Runs after `batch` was written; an error fails the append although
+    /// the batch is stored, as a connection lost during COMMIT would.
+    fn after(&self, batch: &Batch) -> Result<()> {
+        let _ = batch;
+        Ok(())
+    }
+}
+
+/// A store that reads and writes through `inner`, running `hook` around each
+/// append. It does not pass leader election through (the trait's default:
+/// unsupported), so each test runs one instance on it.
+pub struct HookedStore<S, H> {
+    pub inner: S,
+    pub hook: H,
+}
+
+impl<S: LogStore, H: AppendHook> LogStore for HookedStore<S, H> {
+    async fn append_batch(&self, batch: &Batch) -> Result<()> {
+        self.hook.before(batch).await?;
+        self.inner.append_batch(batch).await?;
+        self.hook.after(batch)
+    }
+    async fn node_hashes(&self, ids: &[NodeId]) -> Result<Vec<Hash>> {
+        self.inner.node_hashes(ids).await
+    }
+    async fn entries(&self, start: u64, end: u64) -> Result<Vec<Entry>> {
+        self.inner.entries(start, end).await
+    }
+    async fn find_by_leaf_hash(&self, hashes: &[Hash]) -> Result<Vec<(Hash, u64)>> {
+        self.inner.find_by_leaf_hash(hashes).await
+    }
+    async fn leaf_count(&self) -> Result<u64> {
+        self.inner.leaf_count().await
+    }
+    async fn latest_tree_head(&self) -> Result<Option<SignedTreeHead>> {
+        self.inner.latest_tree_head().await
+    }
+    async fn tree_head_at_size(&self, size: u64) -> Result<Option<SignedTreeHead>> {
+        self.inner.tree_head_at_size(size).await
+    }
+    async fn tree_heads(&self, after: Option<TreeHead>, limit: u32) -> Result<Vec<SignedTreeHead>> {
+        self.inner.tree_heads(after, limit).await
+    }
+    async fn leaf_tiles(&self, first_tile: u64, end_tile: u64) -> Result<Option<Vec<LeafTile>>> {
+        self.inner.leaf_tiles(first_tile, end_tile).await
+    }
+    async fn leaves_with_nodes(&self, start: u64, end: u64) -> Result<Vec<LeafNodes>> {
+        self.inner.leaves_with_nodes(start, end).await
     }
 }
