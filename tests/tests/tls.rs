@@ -78,7 +78,8 @@ async fn head_over(url: String, tls: Option<ClientTlsConfig>) -> Result<u64, Str
 /// The message names the server's `alert` when the client reads it; with
 /// TLS 1.3 the client may instead be writing its first request when the
 /// server closes, and then it reports a broken pipe, a reset or a closed
-/// connection.
+/// connection, or that the connection was not ready when it closed before
+/// the request went out.
 fn refused_in_handshake(error: &str, alert: &str) -> bool {
     let error = error.to_lowercase();
     error.contains("transport error")
@@ -87,6 +88,7 @@ fn refused_in_handshake(error: &str, alert: &str) -> bool {
             "broken pipe",
             "reset",
             "connection closed",
+            "connection was not ready",
         ]
         .iter()
         .any(|cause| error.contains(cause))
