@@ -11,7 +11,7 @@ use merklog_proto::{hash_from_wire, hashes_from_wire, sth_from_wire};
 use merklog_server::ServerConfig;
 use merklog_sth::{LogSigner, PublicKey, SignedTreeHead};
 use merklog_storage::testing::{AppendHook, HookedStore};
-use merklog_storage::{Batch, StorageError};
+use merklog_storage::{Batch, LogStore, StorageError};
 use merklog_tests::{TestDb, TestServer};
 use tonic::transport::Channel;
 use tonic::Code;
@@ -847,11 +847,17 @@ async fn postgres_outage_fails_appends_then_recovers() {
     let signer = signer();
     let key = signer.public_key().clone();
     let store = Arc::new(merklog_storage::AnyStore::open(&url).await.unwrap());
-    let server = TestServer::start(store, signer, ServerConfig::default())
+    let server = TestServer::start(store.clone(), signer, ServerConfig::default())
         .await
         .unwrap();
     let mut c = server.client().await.unwrap();
     let (_, before) = append_verified(&mut c, &key, vec![b"before the outage".to_vec()]).await;
+    let term = store
+        .leader_term()
+        .await
+        .unwrap()
+        .expect("a term at start-up");
+    assert!(term.lock_held);
 
     let mut admin = sqlx::PgConnection::connect(guard.admin_url())
         .await
@@ -883,30 +889,49 @@ async fn postgres_outage_fails_appends_then_recovers() {
         .execute(&mut admin)
         .await
         .unwrap();
-    let mut recovered = None;
+    let resp = append_when_back(&mut c, b"after the outage").await;
+    let after = verified_head(&key, resp.tree_head.as_ref());
+    assert_eq!(
+        resp.entries[0].leaf_index, 1,
+        "failed appends left no trace"
+    );
+    // The outage ended the lock's session too. The instance notices at its
+    // next check of the lock (every poll interval), stops sequencing and
+    // takes the lock back in a new term, so that a second instance started
+    // meanwhile on the same database would be kept out.
+    let mut retaken = None;
     for _ in 0..50 {
-        match c
-            .append(v1::AppendRequest {
-                entries: vec![b"after the outage".to_vec()],
-            })
-            .await
-        {
-            Ok(resp) => {
-                recovered = Some(resp.into_inner());
+        match store.leader_term().await.unwrap() {
+            Some(t) if t.term > term.term && t.lock_held => {
+                retaken = Some(t);
                 break;
             }
+            _ => tokio::time::sleep(std::time::Duration::from_millis(200)).await,
+        }
+    }
+    let retaken = retaken.expect("the instance takes its lock back within 10 s");
+    assert_eq!(retaken.term, term.term + 1, "{retaken:?}");
+    let resp = append_when_back(&mut c, b"after taking the lock back").await;
+    assert_eq!(resp.entries[0].leaf_index, 2);
+    let last = verified_head(&key, resp.tree_head.as_ref());
+    check_heads_consistent(&mut c, &[before, after, last]).await;
+    server.stop().await.unwrap();
+}
+
+/// Appends `entry` until the service takes it, for up to 10 s, accepting
+/// only UNAVAILABLE meanwhile.
+async fn append_when_back(c: &mut LogClient<Channel>, entry: &[u8]) -> v1::AppendResponse {
+    for _ in 0..50 {
+        let request = v1::AppendRequest {
+            entries: vec![entry.to_vec()],
+        };
+        match c.append(request).await {
+            Ok(resp) => return resp.into_inner(),
             Err(status) => {
                 assert_eq!(status.code(), Code::Unavailable, "{status:?}");
                 tokio::time::sleep(std::time::Duration::from_millis(200)).await;
             }
         }
     }
-    let resp = recovered.expect("the service recovers once the database is back");
-    let after = verified_head(&key, resp.tree_head.as_ref());
-    assert_eq!(
-        resp.entries[0].leaf_index, 1,
-        "failed appends left no trace"
-    );
-    check_heads_consistent(&mut c, &[before, after]).await;
-    server.stop().await.unwrap();
+    panic!("the service did not take appends again within 10 s");
 }

@@ -219,15 +219,23 @@ impl<S: LogStore + Send + Sync + 'static> Coordinator<S> {
         });
     }
 
+    /// Follows a standalone instance's start-up, which took the lock and
+    /// started the sequencer itself (failing the start-up if it could not):
+    /// sequences while `lease` holds, and if it is lost (a database
+    /// restart) goes on as a coordinator that takes it back once it can.
+    pub async fn run_leading(
+        self,
+        lease: LeaderLease,
+        sequencer: (SequencerHandle, JoinHandle<()>),
+        mut stop: watch::Receiver<bool>,
+    ) {
+        self.hold(lease, sequencer, &mut stop).await;
+        self.run(stop).await;
+    }
+
     /// Sequences while `lease` holds; returns when it is lost or `stop`
     /// turns true.
-    async fn lead(
-        &self,
-        signer: LogSigner,
-        mut lease: LeaderLease,
-        stop: &mut watch::Receiver<bool>,
-    ) {
-        let term = lease.term();
+    async fn lead(&self, signer: LogSigner, lease: LeaderLease, stop: &mut watch::Receiver<bool>) {
         let started = Sequencer::start(
             self.store.clone(),
             signer,
@@ -236,15 +244,25 @@ impl<S: LogStore + Send + Sync + 'static> Coordinator<S> {
             self.node_cache.clone(),
         )
         .await;
-        let (handle, task): (SequencerHandle, JoinHandle<()>) = match started {
-            Ok(started) => started,
+        match started {
+            Ok(sequencer) => self.hold(lease, sequencer, stop).await,
             Err(e) => {
-                tracing::error!(term, error = %e, "took the leader lock but cannot sequence; giving it up");
+                tracing::error!(term = lease.term(), error = %e, "took the leader lock but cannot sequence; giving it up");
                 lease.release().await;
                 self.pause(stop).await;
-                return;
             }
-        };
+        }
+    }
+
+    /// Serves appends through `sequencer` while `lease` holds; returns when
+    /// it is lost or `stop` turns true.
+    async fn hold(
+        &self,
+        mut lease: LeaderLease,
+        (handle, task): (SequencerHandle, JoinHandle<()>),
+        stop: &mut watch::Receiver<bool>,
+    ) {
+        let term = lease.term();
         tracing::info!(term, address = %self.advertise, tree_size = handle.latest().head.tree_size, "leading: this instance sequences appends");
         crate::metrics::leader(true);
         self.role.send_replace(InstanceRole::Leader(handle.clone()));
@@ -284,11 +302,11 @@ impl<S: LogStore + Send + Sync + 'static> Coordinator<S> {
 /// What runs beside the transport: the sequencer of a standalone instance,
 /// or the coordinator that follows and leads.
 pub(crate) enum Running {
+    /// A standalone instance on a store without a leader lock (SQLite: one
+    /// process per file).
     Standalone {
         role: watch::Sender<InstanceRole>,
         sequencer: JoinHandle<()>,
-        /// The leader lock on PostgreSQL, held while the instance runs.
-        lease: Option<LeaderLease>,
     },
     Coordinated {
         stop: watch::Sender<bool>,
@@ -311,17 +329,47 @@ impl Running {
             (Deployment::Standalone, Some(signer)) => {
                 let address = local.map_or_else(|| "unknown".to_owned(), |a| format!("http://{a}"));
                 let lease = take_sole_lead(store.as_ref(), &address).await?;
-                let (sequencer, task) =
-                    Sequencer::start(store, signer, clock, config.sequencer.clone(), node_cache)
-                        .await?;
+                let (sequencer, task) = Sequencer::start(
+                    store.clone(),
+                    signer.clone(),
+                    clock.clone(),
+                    config.sequencer.clone(),
+                    node_cache.clone(),
+                )
+                .await?;
                 crate::metrics::leader(true);
-                let (role, role_rx) = watch::channel(InstanceRole::Leader(sequencer));
+                let (role, role_rx) = watch::channel(InstanceRole::Leader(sequencer.clone()));
+                let Some(lease) = lease else {
+                    return Ok((
+                        role_rx,
+                        Running::Standalone {
+                            role,
+                            sequencer: task,
+                        },
+                    ));
+                };
+                // From here on the instance holds its lock as an elected
+                // leader does: it checks the lock every poll interval and,
+                // should its session break (a database restart), stops
+                // appending until it holds the lock again.
+                let coordinator = Coordinator {
+                    store,
+                    key: keys.public.clone(),
+                    signer: Some(signer),
+                    clock,
+                    sequencer: config.sequencer.clone(),
+                    advertise: address,
+                    polling: config.polling,
+                    role,
+                    node_cache,
+                };
+                let (stop, stop_rx) = watch::channel(false);
+                let task = tokio::spawn(coordinator.run_leading(lease, (sequencer, task), stop_rx));
                 Ok((
                     role_rx,
-                    Running::Standalone {
-                        role,
-                        sequencer: task,
-                        lease,
+                    Running::Coordinated {
+                        stop,
+                        coordinator: task,
                     },
                 ))
             }
@@ -371,18 +419,11 @@ impl Running {
     /// the transport has stopped (and dropped the service).
     pub(crate) async fn finish(self) {
         match self {
-            Running::Standalone {
-                role,
-                sequencer,
-                lease,
-            } => {
+            Running::Standalone { role, sequencer } => {
                 // With the role's sender gone, nothing holds a sender to the
                 // sequencer: it drains what is queued and exits.
                 drop(role);
                 let _ = sequencer.await;
-                if let Some(lease) = lease {
-                    lease.release().await;
-                }
             }
             Running::Coordinated { stop, coordinator } => {
                 let _ = stop.send(true);
@@ -395,9 +436,7 @@ impl Running {
 /// Takes the leader lock for a standalone instance, so that a second one
 /// started on the same database by mistake refuses to start (after 5 s)
 /// instead of failing every batch of the first. `None` on a store without
-/// leader election (SQLite: one process per file). The lock is not
-/// retaken if its session breaks (a database restart): the schema still
-/// refuses a fork, as it does for any two writers.
+/// leader election (SQLite: one process per file).
 async fn take_sole_lead<S: LogStore>(
     store: &S,
     address: &str,
