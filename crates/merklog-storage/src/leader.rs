@@ -133,6 +133,22 @@ impl LeaderLease {
     }
 }
 
+/// Whether some session holds the leader lock in this database. A follower
+/// asks this over its pool before it opens a session of its own to try for
+/// the lock, so that waiting to lead costs a query per poll rather than a
+/// new connection (a new server process) per poll.
+pub(crate) async fn lock_held(pool: &sqlx::PgPool) -> Result<bool> {
+    Ok(sqlx::query_scalar(concat!(
+        "SELECT ",
+        leader_lock_held!(
+            "database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+        )
+    ))
+    .bind(LEADER_LOCK_KEY)
+    .fetch_one(pool)
+    .await?)
+}
+
 /// Reads the latest term, if any instance ever led this database.
 pub(crate) async fn latest_term(pool: &sqlx::PgPool) -> Result<Option<LeaderTerm>> {
     let row = sqlx::query(concat!(
