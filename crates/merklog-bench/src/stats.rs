@@ -79,8 +79,10 @@ impl Live {
 
 /// One worker's record; merged into the run's at the end.
 pub struct Recorder {
-    /// Latency in microseconds.
-    hist: Vec<Histogram<u64>>,
+    /// Latency in microseconds, per operation; made on the first call of
+    /// that operation, since a histogram of this range takes 180 KiB and a
+    /// run can have hundreds of workers that each do one operation.
+    hist: [Option<Histogram<u64>>; 4],
     calls: [u64; 4],
     items: [u64; 4],
     errors: BTreeMap<(Op, String), u64>,
@@ -96,12 +98,7 @@ impl Default for Recorder {
 impl Recorder {
     pub fn new() -> Self {
         Recorder {
-            hist: (0..4)
-                .map(|_| {
-                    Histogram::new_with_bounds(1, 3_600_000_000, 3)
-                        .expect("static histogram bounds are valid")
-                })
-                .collect(),
+            hist: [None, None, None, None],
             calls: [0; 4],
             items: [0; 4],
             errors: BTreeMap::new(),
@@ -112,7 +109,9 @@ impl Recorder {
     /// Records a successful call of `op` that carried `items` items.
     pub fn ok(&mut self, live: &Live, op: Op, latency: Duration, items: u64) {
         let i = op.slot();
-        self.hist[i].saturating_record(latency.as_micros().max(1) as u64);
+        self.hist[i]
+            .get_or_insert_with(new_histogram)
+            .saturating_record(latency.as_micros().max(1) as u64);
         self.calls[i] += 1;
         self.items[i] += items;
         live.calls[i].fetch_add(1, Ordering::Relaxed);
@@ -127,8 +126,14 @@ impl Recorder {
     }
 
     pub fn merge(&mut self, other: Recorder) {
-        for (mine, theirs) in self.hist.iter_mut().zip(&other.hist) {
-            mine.add(theirs).expect("histograms share their bounds");
+        for (mine, theirs) in self.hist.iter_mut().zip(other.hist) {
+            match (mine.as_mut(), theirs) {
+                (Some(mine), Some(theirs)) => {
+                    mine.add(theirs).expect("histograms share their bounds");
+                }
+                (None, theirs) => *mine = theirs,
+                (Some(_), None) => {}
+            }
         }
         for i in 0..4 {
             self.calls[i] += other.calls[i];
@@ -152,7 +157,14 @@ impl Recorder {
         if self.calls[i] == 0 && errors.is_empty() {
             return None;
         }
-        let h = &self.hist[i];
+        let empty;
+        let h = match &self.hist[i] {
+            Some(h) => h,
+            None => {
+                empty = new_histogram();
+                &empty
+            }
+        };
         let ms = |us: u64| us as f64 / 1000.0;
         Some(OpReport {
             op: op.name(),
@@ -176,6 +188,11 @@ impl Recorder {
     pub fn total_errors(&self) -> u64 {
         self.errors.values().sum()
     }
+}
+
+/// Latency from 1 µs to an hour, to three significant digits.
+fn new_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("static histogram bounds are valid")
 }
 
 /// Latency of successful calls, in milliseconds.
@@ -256,6 +273,32 @@ mod tests {
         assert_eq!(r.errors["Unavailable"], 1);
         assert!(a.op_report(Op::Entries, 2.0).is_none());
         assert_eq!(live.snapshot().items[0], 2000);
+    }
+
+    #[test]
+    fn workers_of_different_operations_merge() {
+        let live = Live::default();
+        let mut total = Recorder::new();
+        let mut reader = Recorder::new();
+        reader.ok(&live, Op::Inclusion, Duration::from_millis(3), 8);
+        let mut failing = Recorder::new();
+        failing.error(&live, Op::Consistency, "Unavailable");
+        let mut writer = Recorder::new();
+        writer.ok(&live, Op::Append, Duration::from_millis(5), 1);
+        for worker in [reader, failing, writer] {
+            total.merge(worker);
+        }
+        let inclusion = total.op_report(Op::Inclusion, 1.0).unwrap();
+        assert_eq!((inclusion.calls, inclusion.items), (1, 8));
+        assert!((inclusion.latency_ms.p50 - 3.0).abs() < 0.01);
+        let append = total.op_report(Op::Append, 1.0).unwrap();
+        assert!((append.latency_ms.max - 5.0).abs() < 0.01);
+        // Only errors: a report with no latencies, not a missing one.
+        let consistency = total.op_report(Op::Consistency, 1.0).unwrap();
+        assert_eq!(consistency.calls, 0);
+        assert_eq!(consistency.latency_ms.max, 0.0);
+        assert_eq!(consistency.errors["Unavailable"], 1);
+        assert!(total.op_report(Op::Entries, 1.0).is_none());
     }
 
     #[test]
