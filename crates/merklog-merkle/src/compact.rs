@@ -80,6 +80,8 @@ impl CompactRange {
     /// # Panics
     /// Never in practice: only if the tree already holds `u64::MAX` leaves.
     pub fn append(&mut self, leaf_hash: Hash, mut new_node: impl FnMut(NodeId, Hash)) {
+        // Checked first, so that a full range reports no node and stays whole.
+        assert!(self.size < u64::MAX, "tree size overflows u64");
         let index = self.size;
         new_node(NodeId::leaf(index), leaf_hash);
         let mut hash = leaf_hash;
@@ -91,7 +93,7 @@ impl CompactRange {
             new_node(NodeId::new(level as u8, index >> level), hash);
         }
         self.hashes.push(hash);
-        self.size = index.checked_add(1).expect("tree size overflows u64");
+        self.size = index + 1;
     }
 
     /// Appends every leaf hash in order, as [`append`](Self::append) does.
@@ -138,5 +140,18 @@ mod tests {
         assert!(CompactRange::from_parts(7, vec![Hash::default(); 2]).is_err());
         let r = CompactRange::from_parts(0, vec![]).unwrap();
         assert_eq!(r.root(), crate::empty_root());
+    }
+
+    #[test]
+    fn a_full_range_refuses_a_leaf_before_reporting_any_node() {
+        let full = CompactRange::from_parts(u64::MAX, vec![Hash::default(); 64]).unwrap();
+        let mut range = full.clone();
+        let mut reported = 0;
+        let appended = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            range.append(leaf_hash(b"one too many"), |_, _| reported += 1);
+        }));
+        assert!(appended.is_err());
+        assert_eq!(reported, 0);
+        assert_eq!(range, full);
     }
 }
