@@ -372,14 +372,27 @@ async fn bad_input_is_rejected_clearly(db: TestDb) {
         Code::InvalidArgument,
         &["leaf_index or leaf_hash"],
     );
-    assert_status(
-        c.get_inclusion_proof(v1::GetInclusionProofRequest {
+    let short_hash = c
+        .get_inclusion_proof(v1::GetInclusionProofRequest {
             leaf: Some(Leaf::LeafHash(vec![1; 31])),
             tree_size: 0,
         })
+        .await
+        .unwrap_err();
+    assert_eq!(short_hash.code(), Code::InvalidArgument);
+    assert_eq!(
+        short_hash.message(),
+        "leaf_hash: a leaf hash is 32 bytes, got 31"
+    );
+    // The request's own fields are checked before the log's state.
+    assert_status(
+        c.get_inclusion_proof(v1::GetInclusionProofRequest {
+            leaf: None,
+            tree_size: 1 << 40,
+        })
         .await,
         Code::InvalidArgument,
-        &["leaf_hash", "32 bytes", "31"],
+        &["leaf", "leaf_index or leaf_hash"],
     );
     assert_status(
         c.get_inclusion_proof(v1::GetInclusionProofRequest {
@@ -436,7 +449,7 @@ async fn bad_input_is_rejected_clearly(db: TestDb) {
         ]))
         .await,
         Code::NotFound,
-        &["0202"],
+        &["leaves[1].leaf_hash", "0202"],
     );
     assert_status(
         c.get_inclusion_proofs(v1::GetInclusionProofsRequest {
@@ -454,7 +467,16 @@ async fn bad_input_is_rejected_clearly(db: TestDb) {
         })
         .await,
         Code::InvalidArgument,
-        &["first_size", "larger than second"],
+        &["first_size", "larger than second size 1"],
+    );
+    assert_status(
+        c.get_consistency_proof(v1::GetConsistencyProofRequest {
+            first_size: 1 << 40,
+            second_size: 0,
+        })
+        .await,
+        Code::OutOfRange,
+        &["first_size", "1099511627776", "latest signed size"],
     );
     assert_status(
         c.get_consistency_proof(v1::GetConsistencyProofRequest {
@@ -465,15 +487,22 @@ async fn bad_input_is_rejected_clearly(db: TestDb) {
         Code::OutOfRange,
         &["second_size"],
     );
-    assert_status(
-        c.get_entries(v1::GetEntriesRequest {
+    // A page is cut at the page size (1,000) and at the signed size, as
+    // the proto says, not refused.
+    let page = c
+        .get_entries(v1::GetEntriesRequest {
             start: 0,
-            end: 1001,
+            end: u64::MAX,
         })
-        .await,
-        Code::InvalidArgument,
-        &["1001", "1000"],
-    );
+        .await
+        .unwrap()
+        .into_inner()
+        .entries;
+    assert!(!page.is_empty() && page.len() <= 1000, "{}", page.len());
+    assert!(page
+        .iter()
+        .enumerate()
+        .all(|(i, e)| e.leaf_index == i as u64));
     assert_status(
         c.get_entries(v1::GetEntriesRequest { start: 5, end: 5 })
             .await,
@@ -576,7 +605,7 @@ async fn storage_failure_fails_the_batch_then_recovers(db: TestDb) {
         })
         .await,
         Code::Unavailable,
-        &["storage unavailable"],
+        &["storage unavailable", "appending them again is safe"],
     );
     // Nothing of the failed batch is visible, and the next batch proceeds.
     let head = c
@@ -826,7 +855,36 @@ async fn many_proofs_in_one_call_equal_single_proofs(db: TestDb) {
     server.stop().await.unwrap();
 }
 
+/// GetEntries answers at most `max_page_size` entries and stops at the
+/// signed size; the caller asks again from where a page ended.
+async fn entry_pages_are_cut_at_the_page_size(db: TestDb) {
+    let signer = signer();
+    let key = signer.public_key().clone();
+    let mut config = ServerConfig::default();
+    config.limits.max_page_size = 3;
+    let store = Arc::new(db.open().await.unwrap());
+    let server = TestServer::start(store, signer, config).await.unwrap();
+    let mut c = server.client().await.unwrap();
+    append_verified(&mut c, &key, (1..=5u8).map(|i| vec![i]).collect()).await;
+    let page = |start: u64, end: u64| {
+        let request = v1::GetEntriesRequest { start, end };
+        let mut c = c.clone();
+        async move {
+            let entries = c.get_entries(request).await.unwrap().into_inner().entries;
+            entries
+                .iter()
+                .map(|e| (e.leaf_index, e.data[0]))
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(page(0, 5).await, [(0, 1), (1, 2), (2, 3)]);
+    assert_eq!(page(3, u64::MAX).await, [(3, 4), (4, 5)]);
+    assert_eq!(page(1, 2).await, [(1, 2)]);
+    server.stop().await.unwrap();
+}
+
 on_both_backends!(
+    entry_pages_are_cut_at_the_page_size,
     many_proofs_in_one_call_equal_single_proofs,
     proofs_through_the_node_cache_verify,
     concurrent_appends_all_verify,

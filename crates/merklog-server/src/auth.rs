@@ -250,11 +250,13 @@ impl AuthConfig {
                 reason: "missing_token",
             });
         };
+        // The scheme name is case-insensitive (RFC 9110, section 11.1).
         let token = value
             .to_str()
             .ok()
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim);
+            .and_then(|v| v.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, token)| token.trim());
         let Some(token) = token.filter(|t| !t.is_empty()) else {
             return Err(Refusal {
                 error: ServiceError::Unauthenticated(
@@ -368,6 +370,33 @@ mod tests {
                 Access::Read
             )
             .is_ok());
+    }
+
+    #[test]
+    fn the_scheme_name_is_case_insensitive_and_required() {
+        let r = rules();
+        let header = |value: &str| {
+            let mut m = MetadataMap::new();
+            m.insert("authorization", value.parse().unwrap());
+            m
+        };
+        for value in [
+            "bearer write-secret",
+            "BEARER write-secret",
+            "Bearer  write-secret",
+        ] {
+            let who = r.authorize(&header(value), None, None, "Append", Access::Append);
+            assert_eq!(who.unwrap().as_deref(), Some("w"), "{value}");
+        }
+        for value in ["write-secret", "Basic write-secret", "Bearerwrite-secret"] {
+            let e = r
+                .authorize(&header(value), None, None, "Append", Access::Append)
+                .unwrap_err();
+            assert!(
+                e.to_string().contains("must be `Bearer <token>`"),
+                "{value}: {e}"
+            );
+        }
     }
 
     #[test]

@@ -445,7 +445,12 @@ impl<S: LogStore + Send + Sync + 'static> Sequencer<S> {
                 }
                 Err(e) => {
                     tracing::error!(error = %e, "cannot resynchronise with the store");
-                    fail_all(jobs, ServiceError::Unavailable(e.to_string()));
+                    fail_all(
+                        jobs,
+                        ServiceError::Unavailable(format!(
+                            "cannot reload the log's state from the database: {e}"
+                        )),
+                    );
                     return None;
                 }
             }
@@ -479,7 +484,7 @@ impl<S: LogStore + Send + Sync + 'static> Sequencer<S> {
                     .instrument(span.clone())
                     .await
             }
-            Err(e) => Err((prepared.jobs, ServiceError::from(e))),
+            Err(e) => Err((prepared.jobs, write_failed(e))),
         };
         let _entered = span.enter();
         match result {
@@ -489,7 +494,7 @@ impl<S: LogStore + Send + Sync + 'static> Sequencer<S> {
             }
             Err((jobs, e)) => {
                 crate::metrics::storage_error("batch");
-                tracing::error!(error = %e, "batch failed; its callers get UNAVAILABLE");
+                tracing::error!(error = %e, "batch failed; its callers get the error");
                 self.needs_resync = true;
                 fail_all(jobs, e);
                 false
@@ -518,7 +523,7 @@ impl<S: LogStore + Send + Sync + 'static> Sequencer<S> {
         let prepared = self.prepare(jobs, stored.into_iter().collect(), &range, &head);
         if let Some(batch) = &prepared.batch {
             if let Err(e) = self.store.append_batch(batch).await {
-                return Err((prepared.jobs, e.into()));
+                return Err((prepared.jobs, write_failed(e)));
             }
         }
         Ok(prepared)
@@ -661,6 +666,21 @@ struct Prepared {
 struct InFlight {
     prepared: Prepared,
     write: std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), StorageError>> + Send>>,
+}
+
+/// What the callers of a batch whose write failed are told. A write can fail
+/// after its COMMIT reached the database (the connection dropped before the
+/// answer came back), so the sequencer cannot say whether the entries are
+/// stored; what it can say is that appending them again is safe.
+fn write_failed(e: StorageError) -> ServiceError {
+    const NOTE: &str = "the entries of this call may or may not have been stored; \
+                        appending them again is safe: an entry already stored is answered \
+                        with its index";
+    match ServiceError::from(e) {
+        ServiceError::Unavailable(m) => ServiceError::Unavailable(format!("{m}; {NOTE}")),
+        ServiceError::Internal(m) => ServiceError::Internal(format!("{m}; {NOTE}")),
+        other => other,
+    }
 }
 
 fn fail_all(jobs: Vec<Job>, error: ServiceError) {

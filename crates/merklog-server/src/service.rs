@@ -9,7 +9,7 @@ use merklog_merkle::{
 };
 use merklog_proto::v1::leaf_ref::Leaf as LeafRef;
 use merklog_proto::v1::{self, get_inclusion_proof_request::Leaf, log_server::Log};
-use merklog_proto::{hash_from_wire, hashes_to_wire, sth_to_wire};
+use merklog_proto::{hashes_to_wire, sth_to_wire};
 use merklog_sth::{LogId, PublicKey, SignedTreeHead};
 use merklog_storage::LogStore;
 use tokio::sync::watch;
@@ -156,6 +156,21 @@ impl<S: LogStore + Send + Sync + 'static> LogService<S> {
         end: u64,
     ) -> Result<Vec<merklog_storage::Entry>, ServiceError> {
         let entries = self.store.entries(start, end).await?;
+        // Every index below the signed size must be stored: a gap is damage,
+        // not a short page.
+        if let Some(missing) = (start..end)
+            .zip(
+                entries
+                    .iter()
+                    .map(|e| Some(e.index))
+                    .chain(std::iter::repeat(None)),
+            )
+            .find_map(|(want, got)| (got != Some(want)).then_some(want))
+        {
+            return Err(ServiceError::DataLoss(format!(
+                "leaf {missing} is missing from the store"
+            )));
+        }
         if let Some(bad) = entries.iter().find(|e| leaf_hash(&e.entry) != e.leaf_hash) {
             return Err(ServiceError::DataLoss(format!(
                 "the stored entry at index {} does not match its leaf hash",
@@ -195,14 +210,22 @@ impl<S: LogStore + Send + Sync + 'static> LogService<S> {
 
     /// Finds the index of each leaf in `wanted` in the tree of `size`, with
     /// its leaf hash when the caller gave that: one store query for all
-    /// those given by hash. `index_field(i)` names the `i`-th index in
-    /// errors (a hash names itself).
+    /// those given by hash. `leaf_field(i)` names the `i`-th leaf in errors
+    /// (e.g. `leaves[2]`, or `` for the one leaf of a request).
     async fn locate(
         &self,
         wanted: &[WantedLeaf],
-        index_field: impl Fn(usize) -> String,
+        leaf_field: impl Fn(usize) -> String,
         size: u64,
     ) -> Result<Vec<(u64, Option<Hash>)>, ServiceError> {
+        let field = |i: usize, name: &str| {
+            let leaf = leaf_field(i);
+            if leaf.is_empty() {
+                name.to_owned()
+            } else {
+                format!("{leaf}.{name}")
+            }
+        };
         let by_hash: Vec<Hash> = wanted
             .iter()
             .filter_map(|w| match w {
@@ -224,17 +247,21 @@ impl<S: LogStore + Send + Sync + 'static> LogService<S> {
             .enumerate()
             .map(|(i, w)| match *w {
                 WantedLeaf::Index(index) if index >= size => Err(ServiceError::out_of_range(
-                    index_field(i),
+                    field(i, "leaf_index"),
                     format!("leaf index {index} is not below tree size {size}"),
                 )),
                 WantedLeaf::Index(index) => Ok((index, None)),
                 WantedLeaf::Hash(hash) => match found.get(&hash) {
                     None => Err(ServiceError::NotFound(format!(
-                        "no entry with leaf hash {hash} is in the log"
+                        "{}: no entry with leaf hash {hash} is in the log",
+                        field(i, "leaf_hash")
                     ))),
                     Some(&index) if index >= size => Err(ServiceError::out_of_range(
-                        "tree_size",
-                        format!("leaf hash {hash} is at index {index}, outside tree size {size}"),
+                        field(i, "leaf_hash"),
+                        format!(
+                            "the entry with leaf hash {hash} is at index {index}, \
+                             outside tree size {size}"
+                        ),
                     )),
                     Some(&index) => Ok((index, Some(hash))),
                 },
@@ -354,7 +381,17 @@ impl<S: LogStore + Send + Sync + 'static> LogService<S> {
         // Cloned out of the watch: a borrow must not be held across awaits.
         let sequencer = self.role.borrow().sequencer()?;
         let committed = sequencer.append(req.entries).await?;
-        let proofs = committed.proofs(self.store.as_ref()).await?;
+        let proofs = committed
+            .proofs(self.store.as_ref())
+            .await
+            .map_err(|e| match e {
+                ServiceError::Unavailable(m) => ServiceError::Unavailable(format!(
+                    "{m}; the entries were stored (tree size {}) but their proofs could not be \
+                     read: appending them again returns their indexes and proofs",
+                    committed.tree_head.head.tree_size
+                )),
+                other => other,
+            })?;
         Ok(v1::AppendResponse {
             entries: committed
                 .placements
@@ -375,16 +412,14 @@ impl<S: LogStore + Send + Sync + 'static> LogService<S> {
         &self,
         req: v1::GetInclusionProofRequest,
     ) -> Result<v1::InclusionProof, ServiceError> {
-        let (size, head) = self.resolve_size(req.tree_size, "tree_size").await?;
         let wanted = match req.leaf {
             None => None,
             Some(Leaf::LeafIndex(index)) => Some(WantedLeaf::Index(index)),
             Some(Leaf::LeafHash(bytes)) => Some(WantedLeaf::from_wire_hash(&bytes, "leaf_hash")?),
         }
         .ok_or_else(|| ServiceError::invalid("leaf", "give either leaf_index or leaf_hash"))?;
-        let found = self
-            .locate(&[wanted], |_| "leaf_index".to_owned(), size)
-            .await?;
+        let (size, head) = self.resolve_size(req.tree_size, "tree_size").await?;
+        let found = self.locate(&[wanted], |_| String::new(), size).await?;
         let (index, leaf_hash) = found[0];
         self.inclusion_proof(index, leaf_hash, size, head).await
     }
@@ -420,7 +455,7 @@ impl<S: LogStore + Send + Sync + 'static> LogService<S> {
             .collect::<Result<Vec<_>, _>>()?;
         let (size, head) = self.resolve_size(req.tree_size, "tree_size").await?;
         let found = self
-            .locate(&wanted, |i| format!("leaves[{i}].leaf_index"), size)
+            .locate(&wanted, |i| format!("leaves[{i}]"), size)
             .await?;
         Ok(v1::InclusionProofs {
             proofs: self.inclusion_proofs(&found, size).await?,
@@ -432,12 +467,22 @@ impl<S: LogStore + Send + Sync + 'static> LogService<S> {
         &self,
         req: v1::GetConsistencyProofRequest,
     ) -> Result<v1::ConsistencyProof, ServiceError> {
-        let (second, head) = self.resolve_size(req.second_size, "second_size").await?;
         let first = req.first_size;
-        if first > second {
+        if req.second_size != 0 && first > req.second_size {
             return Err(ServiceError::invalid(
                 "first_size",
-                format!("first size {first} is larger than second size {second}"),
+                format!(
+                    "first size {first} is larger than second size {}",
+                    req.second_size
+                ),
+            ));
+        }
+        let (second, head) = self.resolve_size(req.second_size, "second_size").await?;
+        if first > second {
+            // second_size 0: the latest head, which first_size is past.
+            return Err(ServiceError::out_of_range(
+                "first_size",
+                format!("first size {first} is larger than the log's latest signed size {second}"),
             ));
         }
         let plan = consistency_proof_nodes(first, second)
@@ -455,7 +500,6 @@ impl<S: LogStore + Send + Sync + 'static> LogService<S> {
         &self,
         req: v1::GetEntriesRequest,
     ) -> Result<v1::GetEntriesResponse, ServiceError> {
-        let size = self.latest()?.head.tree_size;
         let (start, end) = (req.start, req.end);
         if end <= start {
             return Err(ServiceError::invalid(
@@ -463,24 +507,18 @@ impl<S: LogStore + Send + Sync + 'static> LogService<S> {
                 format!("end {end} must be greater than start {start}"),
             ));
         }
-        let max = self.limits.max_page_size as u64;
-        if end - start > max {
-            return Err(ServiceError::invalid(
-                "end",
-                format!(
-                    "page of {} entries requested; at most {max} per call",
-                    end - start
-                ),
-            ));
-        }
+        let size = self.latest()?.head.tree_size;
         if start >= size {
             return Err(ServiceError::out_of_range(
                 "start",
                 format!("start {start} is not below the tree size {size}"),
             ));
         }
-        // A page reaching past the end is cut at the latest signed size.
-        let entries = self.checked_entries(start, end.min(size)).await?;
+        // A page is cut at the page size and at the latest signed size, as
+        // the proto says: the caller asks again from where it ended.
+        let max = self.limits.max_page_size as u64;
+        let end = end.min(size).min(start.saturating_add(max));
+        let entries = self.checked_entries(start, end).await?;
         Ok(v1::GetEntriesResponse {
             entries: entries.into_iter().map(entry_to_wire).collect(),
         })
@@ -521,9 +559,12 @@ enum WantedLeaf {
 
 impl WantedLeaf {
     fn from_wire_hash(bytes: &[u8], field: &str) -> Result<Self, ServiceError> {
-        hash_from_wire(bytes, field)
-            .map(WantedLeaf::Hash)
-            .map_err(|e| ServiceError::invalid(field, e.to_string()))
+        Hash::from_slice(bytes).map(WantedLeaf::Hash).map_err(|_| {
+            ServiceError::invalid(
+                field,
+                format!("a leaf hash is 32 bytes, got {}", bytes.len()),
+            )
+        })
     }
 }
 

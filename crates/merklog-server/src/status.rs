@@ -20,10 +20,16 @@ pub enum ServiceError {
         "the log is overloaded: {queued} entries are waiting (capacity {capacity}); retry later"
     )]
     Overloaded { queued: usize, capacity: usize },
-    /// The storage failed or is unreachable; nothing of this request was
-    /// committed unless the message says otherwise.
-    #[error("storage unavailable: {0}")]
+    /// The request could not be served for now (the database is
+    /// unreachable, the service is stopping, no head is signed yet): retry.
+    /// Nothing of this request was committed unless the message says
+    /// otherwise.
+    #[error("{0}")]
     Unavailable(String),
+    /// The service or its database is misconfigured or failed in a way a
+    /// retry will not fix; the message says what the operator must look at.
+    #[error("internal error: {0}")]
+    Internal(String),
     /// No credentials, or credentials the log does not know.
     #[error("unauthenticated: {0}")]
     Unauthenticated(String),
@@ -83,7 +89,18 @@ impl From<StorageError> for ServiceError {
             StorageError::NodeMissing { .. } | StorageError::Corrupt { .. } => {
                 ServiceError::DataLoss(e.to_string())
             }
-            other => ServiceError::Unavailable(other.to_string()),
+            // Transient: the database is down or busy, or another instance
+            // wrote first (a takeover); the sequencer reloads its state
+            // before the next batch.
+            StorageError::Unavailable { .. }
+            | StorageError::LeaseLost { .. }
+            | StorageError::OutOfOrder { .. }
+            | StorageError::TreeHeadRejected { .. } => ServiceError::Unavailable(e.to_string()),
+            // A missing privilege, a bad schema or configuration, a
+            // statement the database refused (AppendOnly, DuplicateLeaf,
+            // InvalidBatch, PermissionDenied, Migration, Config, Unsupported,
+            // Database): retrying changes nothing.
+            _ => ServiceError::Internal(e.to_string()),
         }
     }
 }
@@ -96,6 +113,7 @@ impl From<ServiceError> for Status {
             ServiceError::NotFound(_) => Code::NotFound,
             ServiceError::Overloaded { .. } => Code::ResourceExhausted,
             ServiceError::Unavailable(_) | ServiceError::NotLeader { .. } => Code::Unavailable,
+            ServiceError::Internal(_) => Code::Internal,
             ServiceError::Unauthenticated(_) => Code::Unauthenticated,
             ServiceError::PermissionDenied(_) => Code::PermissionDenied,
             ServiceError::DataLoss(_) => Code::DataLoss,
@@ -158,5 +176,33 @@ mod tests {
         assert_eq!(s.code(), Code::ResourceExhausted);
         let s: Status = ServiceError::Unavailable("db down".into()).into();
         assert_eq!(s.code(), Code::Unavailable);
+        assert_eq!(s.message(), "db down");
+    }
+
+    #[test]
+    fn storage_errors_say_whether_a_retry_can_help() {
+        let status = |e: StorageError| Status::from(ServiceError::from(e));
+        let down = status(StorageError::Unavailable {
+            source: sqlx::Error::PoolTimedOut,
+        });
+        assert_eq!(down.code(), Code::Unavailable);
+        // One prefix, not the storage error's and the service's both.
+        assert_eq!(down.message().matches("unavailable").count(), 1, "{down:?}");
+        let raced = status(StorageError::OutOfOrder {
+            message: "leaves [5, 9] inserted but the next index is 7".into(),
+        });
+        assert_eq!(raced.code(), Code::Unavailable);
+        let denied = status(StorageError::PermissionDenied {
+            message: "permission denied for table leaves".into(),
+        });
+        assert_eq!(denied.code(), Code::Internal);
+        assert_eq!(
+            denied.message(),
+            "internal error: permission denied: permission denied for table leaves"
+        );
+        let damaged = status(StorageError::Corrupt {
+            what: "a leaf hash of 31 bytes".into(),
+        });
+        assert_eq!(damaged.code(), Code::DataLoss);
     }
 }

@@ -175,13 +175,17 @@ fn from_postgres(
         ("42501", _) => StorageError::PermissionDenied { message },
         // Class 08 connection exceptions, 53 insufficient resources, 57P0x
         // operator intervention (shutdown, cannot connect now), 40001/40P01
-        // serialization failure and deadlock: all worth a retry.
+        // serialization failure and deadlock, 55000 "database is not
+        // currently accepting connections" (ALLOW_CONNECTIONS false during
+        // maintenance), 55P03 lock not available: all worth a retry.
         (c, _)
             if c.starts_with("08")
                 || c.starts_with("53")
                 || c.starts_with("57P")
                 || c == "40001"
-                || c == "40P01" =>
+                || c == "40P01"
+                || c == "55000"
+                || c == "55P03" =>
         {
             StorageError::Unavailable {
                 source: sqlx::Error::Database(db),
