@@ -59,6 +59,10 @@ pub enum ServeError {
     Config(String),
 }
 
+/// How much longer than the service the transport waits before it gives up
+/// on a call.
+const TRANSPORT_TIMEOUT_MARGIN: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Returns the transport with the TLS and per-connection limits of `config`.
 fn transport_builder(config: &ServerConfig) -> Result<tonic::transport::Server, ServeError> {
     let mut builder = tonic::transport::Server::builder();
@@ -70,10 +74,14 @@ fn transport_builder(config: &ServerConfig) -> Result<tonic::transport::Server, 
     // RESOURCE_EXHAUSTED (load shedding) rather than queued: queued requests
     // would hold their bodies in memory and run into their deadlines, and one
     // flooding client could fill the sequencer's queue for everyone.
+    // The service ends its calls at the request timeout with
+    // DEADLINE_EXCEEDED; the transport's timeout, a little later, only
+    // catches what the service does not see (a request body that never
+    // finishes arriving), and answers CANCELLED.
     Ok(builder
         .concurrency_limit_per_connection(config.transport.max_concurrent_requests_per_connection)
         .load_shed(true)
-        .timeout(config.transport.request_timeout))
+        .timeout(config.transport.request_timeout + TRANSPORT_TIMEOUT_MARGIN))
 }
 
 /// Runs the log on `listener` until `shutdown` resolves, then stops taking
@@ -117,7 +125,8 @@ pub async fn serve<S: LogStore + Send + Sync + 'static>(
         config.limits,
         config.auth.clone(),
         node_cache,
-    );
+    )
+    .with_request_timeout(config.transport.request_timeout);
 
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter

@@ -2,7 +2,9 @@
 //! from the store, appends through the sequencer.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use merklog_merkle::{
     consistency_proof_nodes, inclusion_proof_nodes, leaf_hash, Hash, NodeId, ProofNodes,
@@ -35,6 +37,8 @@ pub struct LogService<S> {
     _filler: Option<Filler>,
     /// The store reads of concurrent proofs, merged.
     reads: NodeReads,
+    /// How long a call may take once its request is read.
+    request_timeout: Option<Duration>,
 }
 
 impl<S: LogStore + Send + Sync + 'static> LogService<S> {
@@ -83,7 +87,40 @@ impl<S: LogStore + Send + Sync + 'static> LogService<S> {
             node_cache,
             _filler: filler,
             reads,
+            request_timeout: None,
         }
+    }
+
+    /// Ends calls that take longer than `timeout` with DEADLINE_EXCEEDED.
+    #[must_use]
+    pub fn with_request_timeout(mut self, timeout: Duration) -> Self {
+        self.request_timeout = Some(timeout);
+        self
+    }
+
+    /// Runs `call` within the request timeout. tonic's own timeout answers
+    /// CANCELLED "Timeout expired", which tells a caller neither that the
+    /// server gave up nor, for an append, what became of its entries.
+    async fn within_deadline<T>(
+        &self,
+        method: &str,
+        call: impl Future<Output = Result<T, Status>>,
+    ) -> Result<T, Status> {
+        let Some(limit) = self.request_timeout else {
+            return call.await;
+        };
+        tokio::time::timeout(limit, call).await.unwrap_or_else(|_| {
+            let outcome = if method == "Append" {
+                "; its entries may or may not have been stored: appending them again is \
+                 safe, an entry already stored is answered with its index"
+            } else {
+                ""
+            };
+            Err(Status::deadline_exceeded(format!(
+                "{method} took longer than the server's request timeout of {} ms{outcome}",
+                limit.as_millis()
+            )))
+        })
     }
 
     fn authorize<T>(
@@ -575,6 +612,8 @@ fn code_name(code: tonic::Code) -> &'static str {
         tonic::Code::ResourceExhausted => "resource_exhausted",
         tonic::Code::Unavailable => "unavailable",
         tonic::Code::DataLoss => "data_loss",
+        tonic::Code::DeadlineExceeded => "deadline_exceeded",
+        tonic::Code::Internal => "internal",
         _ => "other",
     }
 }
@@ -598,11 +637,12 @@ impl<S: LogStore + Send + Sync + 'static> Log for LogService<S> {
         let peer = request.remote_addr();
         let req = request.into_inner();
         let entries = req.entries.len();
-        let response = self.append_entries(req).await.map_err(|e| {
-            let status = Status::from(e);
-            crate::metrics::append_call(code_name(status.code()));
-            status
-        })?;
+        let response = self
+            .within_deadline("Append", async {
+                self.append_entries(req).await.map_err(Status::from)
+            })
+            .await
+            .inspect_err(|status| crate::metrics::append_call(code_name(status.code())))?;
         crate::metrics::append_call("ok");
         let tree_size = response.tree_head.as_ref().map_or(0, |h| h.tree_size);
         // With access rules, each granted append is audited by client name.
@@ -637,7 +677,12 @@ impl<S: LogStore + Send + Sync + 'static> Log for LogService<S> {
         request: Request<v1::GetInclusionProofRequest>,
     ) -> Result<Response<v1::InclusionProof>, Status> {
         self.authorize(&request, "GetInclusionProof", Access::Read)?;
-        Ok(Response::new(self.inclusion(request.into_inner()).await?))
+        let answer = self
+            .within_deadline("GetInclusionProof", async {
+                Ok(self.inclusion(request.into_inner()).await?)
+            })
+            .await?;
+        Ok(Response::new(answer))
     }
 
     async fn get_inclusion_proofs(
@@ -645,7 +690,12 @@ impl<S: LogStore + Send + Sync + 'static> Log for LogService<S> {
         request: Request<v1::GetInclusionProofsRequest>,
     ) -> Result<Response<v1::InclusionProofs>, Status> {
         self.authorize(&request, "GetInclusionProofs", Access::Read)?;
-        Ok(Response::new(self.inclusions(request.into_inner()).await?))
+        let answer = self
+            .within_deadline("GetInclusionProofs", async {
+                Ok(self.inclusions(request.into_inner()).await?)
+            })
+            .await?;
+        Ok(Response::new(answer))
     }
 
     async fn get_consistency_proof(
@@ -653,7 +703,12 @@ impl<S: LogStore + Send + Sync + 'static> Log for LogService<S> {
         request: Request<v1::GetConsistencyProofRequest>,
     ) -> Result<Response<v1::ConsistencyProof>, Status> {
         self.authorize(&request, "GetConsistencyProof", Access::Read)?;
-        Ok(Response::new(self.consistency(request.into_inner()).await?))
+        let answer = self
+            .within_deadline("GetConsistencyProof", async {
+                Ok(self.consistency(request.into_inner()).await?)
+            })
+            .await?;
+        Ok(Response::new(answer))
     }
 
     async fn get_entries(
@@ -661,9 +716,12 @@ impl<S: LogStore + Send + Sync + 'static> Log for LogService<S> {
         request: Request<v1::GetEntriesRequest>,
     ) -> Result<Response<v1::GetEntriesResponse>, Status> {
         self.authorize(&request, "GetEntries", Access::Read)?;
-        Ok(Response::new(
-            self.entries_page(request.into_inner()).await?,
-        ))
+        let answer = self
+            .within_deadline("GetEntries", async {
+                Ok(self.entries_page(request.into_inner()).await?)
+            })
+            .await?;
+        Ok(Response::new(answer))
     }
 
     async fn get_entry_and_proof(
@@ -671,9 +729,12 @@ impl<S: LogStore + Send + Sync + 'static> Log for LogService<S> {
         request: Request<v1::GetEntryAndProofRequest>,
     ) -> Result<Response<v1::EntryAndProof>, Status> {
         self.authorize(&request, "GetEntryAndProof", Access::Read)?;
-        Ok(Response::new(
-            self.entry_and_proof(request.into_inner()).await?,
-        ))
+        let answer = self
+            .within_deadline("GetEntryAndProof", async {
+                Ok(self.entry_and_proof(request.into_inner()).await?)
+            })
+            .await?;
+        Ok(Response::new(answer))
     }
 
     async fn get_log_info(
