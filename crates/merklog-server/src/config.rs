@@ -153,6 +153,13 @@ impl ServerConfig {
                     .into(),
             );
         }
+        // GetLogInfo tells clients these two as uint32.
+        if l.max_entries_per_append > u32::MAX as usize || l.max_page_size > u32::MAX as usize {
+            return Err(format!(
+                "max entries per append and max page size must be at most {}",
+                u32::MAX
+            ));
+        }
         if s.max_batch_entries == 0 {
             return Err("max batch entries must be at least 1".into());
         }
@@ -211,6 +218,17 @@ mod tests {
         };
         let e = config.validate().unwrap_err();
         assert!(e.contains("request timeout"), "{e}");
+    }
+
+    #[test]
+    fn limits_told_to_clients_fit_their_fields() {
+        let mut config = ServerConfig::default();
+        config.limits.max_page_size = u32::MAX as usize + 1;
+        let e = config.validate().unwrap_err();
+        assert!(
+            e.contains("max page size must be at most 4294967295"),
+            "{e}"
+        );
     }
 
     #[test]
