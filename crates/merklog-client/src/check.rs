@@ -233,7 +233,7 @@ pub fn check_heads_consistent(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use merklog_merkle::{
         consistency_proof, inclusion_proof, leaf_hash, merkle_tree_hash, NodeId, NodeSource,

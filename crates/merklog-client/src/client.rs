@@ -150,6 +150,25 @@ pub struct ProvenConsistency {
     pub second_head: VerifiedHead,
 }
 
+/// How the state file compared with a head the caller kept in memory, as
+/// [`Client::restore_trusted`] found it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StateFileCheck {
+    /// The client keeps no state file.
+    NoStateFile,
+    /// The file holds a head of the same size and root.
+    Same,
+    /// The file holds a larger head (another client sharing the file moved
+    /// it forward, say); it stays trusted.
+    Ahead { file_size: u64 },
+    /// The file is gone. The kept head is trusted and the file is written
+    /// again at the next save.
+    Missing,
+    /// The file holds a smaller head (an old copy put back, say); the kept
+    /// head is trusted.
+    Behind { file_size: u64 },
+}
+
 /// What the client trusts and presents on an `https://` connection.
 ///
 /// Only the given CA certificates are trusted (no system roots): a log's
@@ -299,6 +318,55 @@ impl Client {
         }
         self.state_path = Some(path);
         Ok(self)
+    }
+
+    /// Trusts `head` (with `edge`, its tree's right edge, when known), a head
+    /// this process verified earlier and kept in memory, alongside whatever
+    /// the state file loaded: a long-running caller that reconnects must
+    /// not start over from nothing because the file went missing.
+    ///
+    /// The larger of the two heads becomes the trusted one, so a later head
+    /// that is smaller than either is a rollback. Two heads of the same size
+    /// must have the same root; whether two of different sizes are one tree
+    /// needs a consistency proof from the log, which is the caller's to ask
+    /// ([`Client::check_against_trusted`] with the smaller one), after it
+    /// checked the log's latest head: a log that rolled back cannot prove
+    /// the larger tree any more, and must be caught as a rollback.
+    ///
+    /// # Errors
+    /// [`ClientError::Fork`] when the file's head and `head` have the same
+    /// size and different roots.
+    pub fn restore_trusted(
+        &mut self,
+        head: &VerifiedHead,
+        edge: Option<&CompactRange>,
+    ) -> Result<StateFileCheck> {
+        let edge = edge
+            .filter(|e| e.size() == head.tree_size() && e.root() == head.root_hash())
+            .cloned();
+        let Some(file_head) = self.trusted.clone() else {
+            self.trusted = Some(head.clone());
+            self.edge = edge;
+            return Ok(if self.state_path.is_some() {
+                StateFileCheck::Missing
+            } else {
+                StateFileCheck::NoStateFile
+            });
+        };
+        let file_size = file_head.tree_size();
+        if file_size == head.tree_size() {
+            check_heads_consistent(&file_head, head, &[])?;
+            if self.edge.is_none() {
+                self.edge = edge;
+            }
+            return Ok(StateFileCheck::Same);
+        }
+        if file_size > head.tree_size() {
+            return Ok(StateFileCheck::Ahead { file_size });
+        }
+        self.trusted = Some(head.clone());
+        self.edge = edge;
+        Ok(StateFileCheck::Behind { file_size })
     }
 
     /// Sends `token` as `authorization: Bearer <token>` with every call, for

@@ -121,6 +121,26 @@ pub enum ClientError {
     /// The state file could not be read or written.
     #[error("state file {}: {reason}", path.display())]
     State { path: PathBuf, reason: String },
+    /// The head saved in the state file fails its check with the pinned key
+    /// (`reason` is [`ClientError::BadSignature`] or
+    /// [`ClientError::WrongLog`]). The saved state is at fault, not the log:
+    /// the key changed, or the file was edited or swapped.
+    #[error("state file {}: the saved tree head fails its check, so the saved state (not the log) is at fault: {reason}. The public key may have changed, or the file was edited: check --public-key; keep the file as evidence, and start a new state file only if you trust the new key", path.display())]
+    BadState {
+        path: PathBuf,
+        reason: Box<ClientError>,
+    },
+    /// The log signed a head larger than the trusted one but refused, time
+    /// after time, to prove the trusted tree a prefix of it: a log that
+    /// cannot prove consistency may have forked.
+    #[error("consistency refused: the log signed a tree head of size {second_size} but refused {refusals} times in a row to prove it consistent with the tree of size {first_size} (last answer {code:?}: {message}); a log that cannot prove consistency may have forked: keep both signed heads as evidence and ask the log's operator")]
+    ConsistencyRefused {
+        first_size: u64,
+        second_size: u64,
+        refusals: u32,
+        code: tonic::Code,
+        message: String,
+    },
 }
 
 impl ClientError {
@@ -145,7 +165,9 @@ impl ClientError {
             | ClientError::HeadMismatch { .. }
             | ClientError::LeafHash { .. }
             | ClientError::RootMismatch { .. }
-            | ClientError::MissingEntries { .. } => true,
+            | ClientError::MissingEntries { .. }
+            | ClientError::BadState { .. }
+            | ClientError::ConsistencyRefused { .. } => true,
         }
     }
 
@@ -171,6 +193,8 @@ impl ClientError {
             ClientError::NoSignedHead { .. } => "no_signed_head",
             ClientError::Input { .. } => "input",
             ClientError::State { .. } => "state",
+            ClientError::BadState { .. } => "bad_state",
+            ClientError::ConsistencyRefused { .. } => "consistency_refused",
         }
     }
 }

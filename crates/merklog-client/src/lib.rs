@@ -26,7 +26,7 @@ mod state;
 pub use check::{verify_head, VerifiedHead};
 pub use client::{
     AppendReceipt, AppendedEntry, Client, ClientTls, LogEntry, LogInfo, ProvenConsistency,
-    ProvenInclusion, ServedEntry,
+    ProvenInclusion, ServedEntry, StateFileCheck,
 };
 pub use error::{ClientError, Result};
 pub use state::TrustState;

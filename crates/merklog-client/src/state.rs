@@ -41,8 +41,8 @@ impl TrustState {
     ///
     /// # Errors
     /// [`ClientError::State`] when the file cannot be read or parsed;
-    /// [`ClientError::BadSignature`] or [`ClientError::WrongLog`] when its
-    /// head does not verify with `key`.
+    /// [`ClientError::BadState`], naming the file, when its head does not
+    /// verify with `key`.
     pub fn load(
         path: &Path,
         key: &PublicKey,
@@ -53,7 +53,12 @@ impl TrustState {
             Err(e) => return Err(state_error(path, e)),
         };
         let state: TrustState = serde_json::from_str(&text).map_err(|e| state_error(path, e))?;
-        let head = verify_head_json(key, &state.tree_head)?;
+        // Said apart from a bad head served by the log: here the file (or
+        // the key given) is what failed.
+        let head = verify_head_json(key, &state.tree_head).map_err(|e| ClientError::BadState {
+            path: path.to_owned(),
+            reason: Box::new(e),
+        })?;
         let edge = state
             .right_edge
             .and_then(|hashes| CompactRange::from_parts(head.tree_size(), hashes).ok())
@@ -172,9 +177,32 @@ mod tests {
             "no temporary file left"
         );
 
-        // Another key does not accept the saved head.
+        // Another key does not accept the saved head, and the error blames
+        // the file, not the log.
         let other = LogSigner::generate(&mut rand_core::OsRng);
-        assert!(TrustState::load(&path, other.public_key()).is_err());
+        let err = TrustState::load(&path, other.public_key()).unwrap_err();
+        assert!(
+            matches!(&err, ClientError::BadState { path: p, reason } if *p == path && matches!(**reason, ClientError::WrongLog { .. })),
+            "{err:?}"
+        );
+        assert!(err.is_verification_failure());
+        let text = err.to_string();
+        assert!(text.contains(&path.display().to_string()), "{text}");
+        assert!(text.contains("saved state (not the log)"), "{text}");
+
+        // An edited head (its root changed) fails its signature, and the
+        // error says so about the file.
+        let good = std::fs::read_to_string(&path).unwrap();
+        let mut edited: serde_json::Value = serde_json::from_str(&good).unwrap();
+        edited["tree_head"]["root_hash"] = "11".repeat(32).into();
+        std::fs::write(&path, edited.to_string()).unwrap();
+        let err = TrustState::load(&path, key).unwrap_err();
+        assert!(
+            matches!(&err, ClientError::BadState { reason, .. } if matches!(**reason, ClientError::BadSignature { tree_size: 5, .. })),
+            "{err:?}"
+        );
+        assert_eq!(err.kind(), "bad_state");
+        std::fs::write(&path, good).unwrap();
 
         // A right edge that does not match the root is dropped.
         let mut text: serde_json::Value =

@@ -387,7 +387,7 @@ impl ProofFindings<'_> {
 /// Returns true for an error status that is not transient: the log will
 /// not answer for data it signed. Overload and outages stay errors (the
 /// audit could not be made), not findings.
-fn is_refusal(e: &ClientError) -> bool {
+pub(super) fn is_refusal(e: &ClientError) -> bool {
     use tonic::Code;
     matches!(e, ClientError::Status { code, .. } if !matches!(
         code,

@@ -5,11 +5,26 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use merklog_client::json::TreeHeadJson;
-use merklog_client::{Client, ClientError, VerifiedHead};
+use merklog_client::{Client, ClientError, StateFileCheck, TrustState, VerifiedHead};
 use merklog_merkle::CompactRange;
+use merklog_sth::PublicKey;
 use serde::Serialize;
 
+use super::audit::is_refusal;
 use super::{print_json, read_public_key, CommandResult, OutputArgs, Progress};
+
+/// How many times in a row the log may refuse a consistency proof from the
+/// same smaller tree size (whatever the larger one: a log that grows
+/// between checks changes it) before the monitor stops retrying and reports
+/// [`ClientError::ConsistencyRefused`] (exit code 1).
+///
+/// A log that signed a larger head must be able to prove that it extends
+/// the trusted one; a forked log cannot, so it refuses. A refusal is an
+/// error status from the log, other than overload, an outage or an
+/// authentication problem; connection failures are retried without limit
+/// and do not break the run of refusals. With `--once` there is no run to
+/// count, and a refusal is an error (exit code 2).
+pub const MAX_CONSISTENCY_REFUSALS: u32 = 3;
 
 /// Arguments of `merklog monitor`.
 #[derive(clap::Args, Debug, Clone)]
@@ -26,7 +41,9 @@ pub struct MonitorArgs {
     #[arg(long, short = 'k', env = "MERKLOG_PUBLIC_KEY")]
     pub public_key: PathBuf,
     /// The state file: the last verified head (created on the first run,
-    /// which trusts the head it sees).
+    /// which trusts the head it sees). A running monitor also keeps that
+    /// head in memory: if the file vanishes it warns, goes on against the
+    /// head in memory and writes the file again.
     #[arg(long, env = "MERKLOG_STATE")]
     pub state: PathBuf,
     /// A bearer token, for a log that requires one to read.
@@ -72,9 +89,44 @@ pub async fn check_once(
     check_entries: bool,
     progress: &mut Progress,
 ) -> Result<MonitorStep, ClientError> {
+    check_step(client, check_entries, None, progress)
+        .await
+        .map_err(|f| f.error)
+}
+
+/// A failed check and, when it failed because the log refused a
+/// consistency proof, the proof's two sizes.
+struct StepFailure {
+    error: ClientError,
+    refused: Option<(u64, u64)>,
+}
+
+impl From<ClientError> for StepFailure {
+    fn from(error: ClientError) -> Self {
+        StepFailure {
+            error,
+            refused: None,
+        }
+    }
+}
+
+/// Checks as [`check_once`] does and, before the new head is trusted,
+/// that `also` (a head kept from before, of another size than the trusted
+/// one) is one tree with the trusted head.
+async fn check_step(
+    client: &mut Client,
+    check_entries: bool,
+    also: Option<&VerifiedHead>,
+    progress: &mut Progress,
+) -> Result<MonitorStep, StepFailure> {
     let previous = client.trusted_head().cloned();
     let head = client.fetch_latest().await?;
-    client.check_against_trusted(&head, false).await?;
+    // The latest head first: a log that rolled back is caught as such,
+    // before it is asked for proofs of trees it no longer has.
+    check_linked(client, &head, false).await?;
+    if let Some(also) = also {
+        check_linked(client, also, true).await?;
+    }
     let mut entries_checked = 0;
     let edge = if check_entries {
         let (range, checked) =
@@ -142,25 +194,217 @@ async fn check_new_entries(
     Ok((range, end - start))
 }
 
+/// Checks `head` against the client's trusted head, naming the two sizes
+/// when the log refused the consistency proof between them.
+async fn check_linked(
+    client: &mut Client,
+    head: &VerifiedHead,
+    allow_older: bool,
+) -> Result<(), StepFailure> {
+    let trusted = client.trusted_head().map(VerifiedHead::tree_size);
+    client
+        .check_against_trusted(head, allow_older)
+        .await
+        .map_err(|error| {
+            // The consistency proof is the only call made here (a rollback
+            // fails before it), so an error status is the log's answer to it.
+            let refused = match (trusted, &error) {
+                (Some(t), ClientError::Status { .. }) => {
+                    Some((t.min(head.tree_size()), t.max(head.tree_size())))
+                }
+                _ => None,
+            };
+            StepFailure { error, refused }
+        })
+}
+
+/// A running monitor: what it keeps from one check to the next.
+///
+/// Each check connects afresh and reloads the state file, but the last
+/// head the monitor verified stays in memory too, and every new head is
+/// checked against it as well as against the file: a state file that
+/// vanishes or is put back older must not make the monitor take the log's
+/// word afresh, which would hide a rollback or a fork.
+pub struct Monitor {
+    server: String,
+    key: PublicKey,
+    token: Option<String>,
+    state: PathBuf,
+    check_entries: bool,
+    /// The last head verified (and saved), with its tree's right edge.
+    verified: Option<(VerifiedHead, Option<CompactRange>)>,
+    /// The sizes of the last refused consistency proof, and how many times
+    /// in a row the log refused a proof from the same smaller size.
+    refusals: Option<((u64, u64), u32)>,
+}
+
+impl Monitor {
+    /// Returns a monitor of the log `args` names, pinned to `key`, that has
+    /// verified nothing yet.
+    pub fn new(args: &MonitorArgs, key: PublicKey) -> Self {
+        Monitor {
+            server: args.server.clone(),
+            key,
+            token: args.token.clone(),
+            state: args.state.clone(),
+            check_entries: args.check_entries,
+            verified: None,
+            refusals: None,
+        }
+    }
+
+    /// Returns the last head this monitor verified.
+    pub fn verified_head(&self) -> Option<&VerifiedHead> {
+        self.verified.as_ref().map(|(head, _)| head)
+    }
+
+    /// Runs one check ([`check_once`]) against the state file and the head
+    /// kept in memory: the log's latest head must not be smaller than either
+    /// and must extend the larger, and the smaller must be a prefix of the
+    /// larger. A state file that vanished or went back is reported on
+    /// `warnings` (stderr in the command), and the check goes on against
+    /// the kept head; the file is written again when the check passes.
+    ///
+    /// # Errors
+    /// As [`check_once`]; [`ClientError::Fork`] when the state file's head
+    /// and the kept one cannot both be true;
+    /// [`ClientError::ConsistencyRefused`] at the
+    /// [`MAX_CONSISTENCY_REFUSALS`]th refusal in a row of a proof from the
+    /// same smaller size.
+    pub async fn check(
+        &mut self,
+        progress: &mut Progress,
+        warnings: &mut dyn Write,
+    ) -> Result<MonitorStep, ClientError> {
+        let mut client = Client::connect(&self.server, self.key.clone()).await?;
+        if let Some(token) = &self.token {
+            client = client.with_token(token)?;
+        }
+        let mut client = client.with_state_file(&self.state)?;
+        let mut also = None;
+        let mut rewrite = false;
+        if let Some((kept, edge)) = &self.verified {
+            let file_head = client.trusted_head().cloned();
+            let found = client.restore_trusted(kept, edge.as_ref())?;
+            self.warn_about_state_file(found, kept, warnings);
+            // The larger of the two is trusted; the smaller must be a
+            // prefix of it, which the log proves once its latest head passed.
+            rewrite = matches!(
+                found,
+                StateFileCheck::Missing | StateFileCheck::Behind { .. }
+            );
+            also = match found {
+                StateFileCheck::Behind { .. } => file_head,
+                StateFileCheck::Ahead { .. } => Some(kept.clone()),
+                StateFileCheck::NoStateFile | StateFileCheck::Same | StateFileCheck::Missing => {
+                    None
+                }
+            };
+        }
+        match check_step(&mut client, self.check_entries, also.as_ref(), progress).await {
+            Ok(step) => {
+                self.verified = client
+                    .trusted_head()
+                    .cloned()
+                    .map(|h| (h, client.trusted_edge().cloned()));
+                self.refusals = None;
+                if let (true, Some((head, edge))) = (rewrite, &self.verified) {
+                    // The check saves only a head newer than the trusted
+                    // one; a lost or old file is written again regardless.
+                    TrustState::save(&self.state, head, edge.as_ref())?;
+                }
+                Ok(step)
+            }
+            Err(StepFailure {
+                error,
+                refused: Some(sizes),
+            }) if is_refusal(&error) => Err(self.count_refusal(sizes, error, warnings)),
+            Err(failure) => Err(failure.error),
+        }
+    }
+
+    fn warn_about_state_file(
+        &self,
+        found: StateFileCheck,
+        kept: &VerifiedHead,
+        warnings: &mut dyn Write,
+    ) {
+        let path = self.state.display();
+        let (size, root) = (kept.tree_size(), kept.root_hash());
+        let warning = match found {
+            StateFileCheck::Missing => format!(
+                "the state file {path} has disappeared since this monitor saved the tree head of \
+                 size {size} (root {root}); checking against that head, kept in memory, and \
+                 writing the file again at the next save. Find out what removed it: a monitor \
+                 started without it trusts whatever head the log serves"
+            ),
+            StateFileCheck::Behind { file_size } => format!(
+                "the state file {path} holds the tree head of size {file_size}, older than the \
+                 head of size {size} (root {root}) this monitor verified and saved; checking \
+                 against the newer head, kept in memory, and writing the file again at the next \
+                 save. Find out what put an old file back"
+            ),
+            StateFileCheck::NoStateFile | StateFileCheck::Same | StateFileCheck::Ahead { .. } => {
+                return
+            }
+        };
+        // A warning that cannot be written must not stop the monitor.
+        let _ = writeln!(warnings, "merklog: monitor: WARNING: {warning}");
+    }
+
+    /// Counts a refusal of the consistency proof between `sizes`, and turns
+    /// it into an alarm at the limit.
+    fn count_refusal(
+        &mut self,
+        sizes: (u64, u64),
+        error: ClientError,
+        warnings: &mut dyn Write,
+    ) -> ClientError {
+        // Keyed on the smaller size only: a forked log that keeps growing
+        // changes the larger one at every check.
+        let count = match self.refusals {
+            Some((last, count)) if last.0 == sizes.0 => count + 1,
+            _ => 1,
+        };
+        self.refusals = Some((sizes, count));
+        match error {
+            ClientError::Status { code, message } if count >= MAX_CONSISTENCY_REFUSALS => {
+                ClientError::ConsistencyRefused {
+                    first_size: sizes.0,
+                    second_size: sizes.1,
+                    refusals: count,
+                    code,
+                    message,
+                }
+            }
+            error => {
+                let _ = writeln!(
+                    warnings,
+                    "merklog: monitor: the log refused the consistency proof from size {} to size \
+                     {} ({count} of {MAX_CONSISTENCY_REFUSALS} times in a row before the monitor \
+                     reports it as a verification failure)",
+                    sizes.0, sizes.1
+                );
+                error
+            }
+        }
+    }
+}
+
 /// Runs the monitor: once, or every `--interval` seconds until a check
 /// fails. Connection problems between checks are reported and retried; a
-/// failed verification ends the monitor with exit code 1.
+/// failed verification ends the monitor with exit code 1, and so does a
+/// log that refuses a consistency proof from the same size
+/// [`MAX_CONSISTENCY_REFUSALS`] times in a row.
 ///
 /// # Errors
 /// The first verification failure; with `--once`, any error.
 pub async fn run(args: MonitorArgs, out: &mut dyn Write) -> CommandResult {
     let key = read_public_key(&args.public_key)?;
     let mut progress = Progress::new("monitor: catching up", true);
+    let mut monitor = Monitor::new(&args, key);
     loop {
-        let result = async {
-            let mut client = Client::connect(&args.server, key.clone()).await?;
-            if let Some(token) = &args.token {
-                client = client.with_token(token)?;
-            }
-            let mut client = client.with_state_file(&args.state)?;
-            check_once(&mut client, args.check_entries, &mut progress).await
-        }
-        .await;
+        let result = monitor.check(&mut progress, &mut std::io::stderr()).await;
         match result {
             Ok(step) => print_step(out, &step, args.out.json)?,
             Err(e) if args.once || e.is_verification_failure() => return Err(e.into()),

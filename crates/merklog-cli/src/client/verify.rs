@@ -15,7 +15,9 @@ pub struct VerifyArgs {
     /// The log's public key (PEM).
     #[arg(long, short = 'k', env = "MERKLOG_PUBLIC_KEY")]
     pub public_key: PathBuf,
-    /// A saved tree head document (repeat for a consistency proof's two heads).
+    /// A saved tree head document (repeat for a consistency proof's two
+    /// heads). Every head given is checked: two of one size with different
+    /// roots are a fork, and with a proof each must be of a size it names.
     #[arg(long = "head", value_name = "FILE", required = true)]
     pub heads: Vec<PathBuf>,
     /// A saved inclusion or consistency proof document. Without it, only
