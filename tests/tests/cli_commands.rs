@@ -70,6 +70,26 @@ async fn cli_sth_entries_audit_and_verify_store_on_a_healthy_log() {
     let list: serde_json::Value = serde_json::from_slice(&out).unwrap();
     assert_eq!(list[0]["data"], "aGVsbG8=");
 
+    // Entries past the signed head cannot be proved: a usage error, not a
+    // shorter list.
+    let err = entries::run(
+        EntriesArgs {
+            log: log.args(&scratch, None),
+            start: 0,
+            end: Some(4),
+            out: text(),
+        },
+        &mut Vec::new(),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.exit_code(), 2, "{err}");
+    assert!(
+        err.to_string()
+            .contains("--end 4 is past the log's latest signed tree size 3"),
+        "{err}"
+    );
+
     let mut out = Vec::new();
     audit::run(
         AuditArgs {

@@ -252,6 +252,35 @@ async fn tamper_a_changed_entry_is_caught_and_named() {
     assert!(restart(&log).await.is_none());
 }
 
+#[tokio::test]
+async fn tamper_a_an_entry_changed_with_its_leaf_hash_is_not_printed() {
+    let (log, _scratch, _) = log_of_nine().await;
+    disable_triggers(&log).await;
+    // A forger who knows the scheme rewrites the leaf hash too, so the row
+    // checks out on its own; only the tree above it does not.
+    sqlx::query("UPDATE leaves SET entry = $1, leaf_hash = $2 WHERE idx = 4")
+        .bind(b"forged".to_vec())
+        .bind(merklog_merkle::leaf_hash(b"forged").as_bytes().to_vec())
+        .execute(superuser(&log))
+        .await
+        .unwrap();
+    enable_triggers(&log).await;
+
+    // The server serves the forged row (its bytes match its leaf hash)...
+    let mut client = log.client().await;
+    let served = client.entries(0, 9).await.unwrap();
+    assert_eq!(served[4].data, b"forged");
+    // ...but `merklog entries` proves every entry into the signed head
+    // before printing it, and the forged one does not prove.
+    let head = client.latest_head().await.unwrap();
+    let err = client.proven_entries(&head, 0, 9).await.unwrap_err();
+    assert!(
+        matches!(err, ClientError::InclusionProof { leaf_index: 4, .. }),
+        "{err}"
+    );
+    assert!(err.is_verification_failure());
+}
+
 /// Flips one bit of the stored node `(level, index)`, kept in row
 /// `((index + 1) << level) - 1` at byte offset `(level - 1) * 32`.
 async fn flip_node(log: &Log, level: u8, index: u64) -> i64 {

@@ -925,6 +925,58 @@ impl Client {
         Ok(size)
     }
 
+    /// Fetches the entries `[start, end)` and proves each one into `head`
+    /// (a head this client verified, e.g. from [`Client::latest_head`]):
+    /// its bytes hash to its leaf hash, and that leaf hash is proved into
+    /// the head's root with proofs asked many per call. What this returns
+    /// is what the log signed, not just what it served.
+    ///
+    /// # Errors
+    /// [`ClientError::Input`] when `end` is past the head's size (entries
+    /// past it cannot be proved); [`ClientError::MissingEntries`] when the
+    /// log serves fewer; [`ClientError::LeafHash`] for bytes that do not
+    /// match the leaf hash served with them or proved into the head;
+    /// [`ClientError::InclusionProof`] for a proof that does not verify; as
+    /// [`Client::entries_page`].
+    pub async fn proven_entries(
+        &mut self,
+        head: &VerifiedHead,
+        start: u64,
+        end: u64,
+    ) -> Result<Vec<LogEntry>> {
+        let size = head.tree_size();
+        if end > size {
+            return Err(ClientError::Input {
+                what: "entries".into(),
+                reason: format!(
+                    "entries up to index {end} were asked for, but the latest signed tree head \
+                     has size {size}: entries past it cannot be proved"
+                ),
+            });
+        }
+        let entries = self.entries(start, end).await?;
+        let wanted = end.saturating_sub(start);
+        if (entries.len() as u64) < wanted {
+            return Err(ClientError::MissingEntries {
+                tree_size: size,
+                served: start + entries.len() as u64,
+            });
+        }
+        let indexes: Vec<u64> = (start..end).collect();
+        let proofs = self.inclusions_by_index(&indexes, Some(size)).await?;
+        for (entry, proven) in entries.iter().zip(proofs) {
+            let proven = proven?;
+            if proven.proof.leaf_hash != entry.leaf_hash {
+                return Err(ClientError::LeafHash {
+                    leaf_index: entry.index,
+                    claimed: proven.proof.leaf_hash,
+                    computed: entry.leaf_hash,
+                });
+            }
+        }
+        Ok(entries)
+    }
+
     /// Fetches the entries `[start, end)`, page by page, each checked as
     /// [`Client::entries_page`] does. Fewer are returned when the log holds
     /// fewer.

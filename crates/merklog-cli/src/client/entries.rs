@@ -1,4 +1,5 @@
-//! `merklog entries`: a range of entries, each checked against its leaf hash.
+//! `merklog entries`: a range of entries, each proved into the log's latest
+//! signed tree head.
 
 use std::io::Write;
 
@@ -14,7 +15,8 @@ pub struct EntriesArgs {
     /// The first index, inclusive.
     #[arg(long, default_value_t = 0)]
     pub start: u64,
-    /// The last index, exclusive (default: the latest tree size).
+    /// The last index, exclusive (default: the latest signed tree size; at
+    /// most that).
     #[arg(long)]
     pub end: Option<u64>,
     #[command(flatten)]
@@ -23,23 +25,33 @@ pub struct EntriesArgs {
 
 /// Prints the entries: in text one per line (index, leaf hash, the data as
 /// text when it is printable UTF-8, else in hex); with `--json` a list of
-/// entry documents (data in base64).
+/// entry documents (data in base64). Each entry is first proved into the
+/// log's latest signed tree head (verified, and checked against the state
+/// file when one is given), so what is printed is what the log signed.
 ///
 /// # Errors
-/// When an entry's bytes do not match its leaf hash.
+/// A usage error when the range is empty or passes the latest signed size;
+/// a verification failure when an entry's bytes do not match its leaf hash,
+/// its proof does not verify, or the log serves fewer entries than it
+/// signed.
 pub async fn run(args: EntriesArgs, out: &mut dyn Write) -> CommandResult {
     let mut client = args.log.connect().await?;
-    let end = match args.end {
-        Some(end) => end,
-        None => client.latest_head().await?.tree_size(),
-    };
+    let head = client.latest_head().await?;
+    let size = head.tree_size();
+    let end = args.end.unwrap_or(size);
     if end < args.start {
         return Err(CommandError::Usage(format!(
             "--end {end} is before --start {}",
             args.start
         )));
     }
-    let entries = client.entries(args.start, end).await?;
+    if end > size {
+        return Err(CommandError::Usage(format!(
+            "--end {end} is past the log's latest signed tree size {size}: entries past it \
+             cannot be proved"
+        )));
+    }
+    let entries = client.proven_entries(&head, args.start, end).await?;
     if args.out.json {
         let docs: Vec<EntryJson> = entries.iter().map(|e| e.to_json()).collect();
         return print_json(out, &docs);
