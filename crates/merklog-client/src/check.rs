@@ -196,7 +196,9 @@ pub fn check_consistency(
 /// (the latest head must never shrink: see [`ClientError::Rollback`]).
 ///
 /// # Errors
-/// [`ClientError::Fork`] when the two heads cannot both be true.
+/// [`ClientError::Fork`] when the two heads cannot both be true;
+/// [`ClientError::TimeWentBack`] when the larger tree's head is dated before
+/// the smaller one's.
 pub fn check_heads_consistent(
     trusted: &VerifiedHead,
     new: &VerifiedHead,
@@ -229,7 +231,18 @@ pub fn check_heads_consistent(
         &large.root_hash(),
         proof,
     )
-    .map_err(|e| fork(format!("the log's consistency proof does not verify: {e}")))
+    .map_err(|e| fork(format!("the log's consistency proof does not verify: {e}")))?;
+    // RFC 6962, section 3.5: each new head is more recent than the last. A
+    // larger tree signed as older is a replayed or back-dated head.
+    if large.timestamp_ms() < small.timestamp_ms() {
+        return Err(ClientError::TimeWentBack {
+            small_size: small.tree_size(),
+            small_ms: small.timestamp_ms(),
+            large_size: large.tree_size(),
+            large_ms: large.timestamp_ms(),
+        });
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -346,5 +359,34 @@ pub(crate) mod tests {
             check_heads_consistent(&h7, &other, &[]),
             Err(ClientError::Fork { .. })
         ));
+
+        // A larger tree dated before a smaller one, whichever is trusted.
+        let dated = |n: usize, timestamp_ms: u64| {
+            let sth = signer.sign(TreeHead {
+                tree_size: n as u64,
+                timestamp_ms,
+                root_hash: merkle_tree_hash(&leaves.0[..n]),
+            });
+            verify_head(signer.public_key(), &sth, signer.public_key().log_id()).unwrap()
+        };
+        let (h4_late, h7_early) = (dated(4, 2_000), dated(7, 1_000));
+        for (trusted, new) in [(&h4_late, &h7_early), (&h7_early, &h4_late)] {
+            let err = check_heads_consistent(trusted, new, &proof.proof).unwrap_err();
+            assert!(
+                matches!(
+                    err,
+                    ClientError::TimeWentBack {
+                        small_size: 4,
+                        small_ms: 2_000,
+                        large_size: 7,
+                        large_ms: 1_000
+                    }
+                ),
+                "{err}"
+            );
+            assert!(err.is_verification_failure());
+        }
+        // The same time is not going back.
+        check_heads_consistent(&dated(4, 1_000), &h7_early, &proof.proof).unwrap();
     }
 }

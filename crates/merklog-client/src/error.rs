@@ -130,6 +130,16 @@ pub enum ClientError {
         path: PathBuf,
         reason: Box<ClientError>,
     },
+    /// The log dated the head of a larger tree before the head of a smaller
+    /// one: a replayed or back-dated head (RFC 6962, section 3.5, requires
+    /// each new head to be more recent).
+    #[error("time went back: the log signed the tree of size {large_size} at {large_ms} ms, before the smaller tree of size {small_size} at {small_ms} ms; a log's heads must not go back in time as it grows: keep both signed heads as evidence")]
+    TimeWentBack {
+        small_size: u64,
+        small_ms: u64,
+        large_size: u64,
+        large_ms: u64,
+    },
     /// The log signed a head larger than the trusted one but refused, time
     /// after time, to prove the trusted tree a prefix of it: a log that
     /// cannot prove consistency may have forked.
@@ -167,6 +177,7 @@ impl ClientError {
             | ClientError::RootMismatch { .. }
             | ClientError::MissingEntries { .. }
             | ClientError::BadState { .. }
+            | ClientError::TimeWentBack { .. }
             | ClientError::ConsistencyRefused { .. } => true,
         }
     }
@@ -194,6 +205,7 @@ impl ClientError {
             ClientError::Input { .. } => "input",
             ClientError::State { .. } => "state",
             ClientError::BadState { .. } => "bad_state",
+            ClientError::TimeWentBack { .. } => "time_went_back",
             ClientError::ConsistencyRefused { .. } => "consistency_refused",
         }
     }
