@@ -418,10 +418,13 @@ impl Client {
     /// edge of `head`'s tree, if the caller has it) to the state file.
     ///
     /// The caller must have checked `head` against the trusted head
-    /// ([`Client::check_against_trusted`]).
+    /// ([`Client::check_against_trusted`]). A state file that another
+    /// process moved past `head` meanwhile is left as it is
+    /// ([`TrustState::save_unless_ahead`]).
     ///
     /// # Errors
-    /// [`ClientError::State`] when the state file cannot be written.
+    /// [`ClientError::State`] when the state file cannot be written;
+    /// [`ClientError::Fork`] when it now holds another root at `head`'s size.
     pub fn set_trusted(&mut self, head: &VerifiedHead, edge: Option<&CompactRange>) -> Result<()> {
         let newer = match &self.trusted {
             None => true,
@@ -436,7 +439,7 @@ impl Client {
         }
         let edge = edge.filter(|e| e.size() == head.tree_size() && e.root() == head.root_hash());
         if let Some(path) = &self.state_path {
-            TrustState::save(path, head, edge)?;
+            TrustState::save_unless_ahead(path, &self.key, head, edge)?;
         }
         self.trusted = Some(head.clone());
         self.edge = edge.cloned();

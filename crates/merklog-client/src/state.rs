@@ -66,6 +66,51 @@ impl TrustState {
         Ok(Some((head, edge)))
     }
 
+    /// Saves `head` as [`TrustState::save`] does unless the file now holds
+    /// a larger head, which another process sharing the file verified and
+    /// saved since this one loaded it: a state file never goes back. The
+    /// read and the write happen under an exclusive lock on `<path>.lock`,
+    /// so two processes cannot interleave them. Returns whether `head` was
+    /// written.
+    ///
+    /// A larger head kept this way has not been checked against `head` here;
+    /// the next check against the file proves the two one tree (a running
+    /// monitor does at its next check, with the head it keeps in memory).
+    ///
+    /// # Errors
+    /// [`ClientError::Fork`] when the file holds another root at `head`'s
+    /// size; [`ClientError::State`] or [`ClientError::BadState`] when the
+    /// file or its lock cannot be read or written.
+    pub fn save_unless_ahead(
+        path: &Path,
+        key: &PublicKey,
+        head: &VerifiedHead,
+        edge: Option<&CompactRange>,
+    ) -> Result<bool> {
+        let mut lock_name = path.as_os_str().to_owned();
+        lock_name.push(".lock");
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_name)
+            .map_err(|e| state_error(path, format!("cannot open its lock file: {e}")))?;
+        lock.lock()
+            .map_err(|e| state_error(path, format!("cannot lock it: {e}")))?;
+        if let Some((saved, _)) = TrustState::load(path, key)? {
+            if saved.tree_size() > head.tree_size() {
+                return Ok(false);
+            }
+            if saved.tree_size() == head.tree_size() {
+                crate::check::check_heads_consistent(&saved, head, &[])?;
+            }
+        }
+        TrustState::save(path, head, edge)?;
+        // The lock goes with the file handle.
+        drop(lock);
+        Ok(true)
+    }
+
     /// Writes the state for `head` (and `edge`, when it is `head`'s tree) to
     /// `path` atomically: a reader or a crash sees the old file or the new
     /// one, never a mix.
@@ -147,6 +192,40 @@ mod tests {
     use super::*;
     use merklog_merkle::leaf_hash;
     use merklog_sth::{LogSigner, TreeHead};
+
+    #[test]
+    fn a_state_file_another_process_moved_ahead_is_not_moved_back() {
+        let dir = std::env::temp_dir().join(format!("merklog-state-ahead-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("state.json");
+        let signer = LogSigner::generate(&mut rand_core::OsRng);
+        let key = signer.public_key();
+        let head = |n: u8, salt: u8| {
+            let leaves: Vec<_> = (0..n).map(|i| leaf_hash(&[i, salt])).collect();
+            let sth = signer.sign(TreeHead {
+                tree_size: n.into(),
+                timestamp_ms: n.into(),
+                root_hash: merklog_merkle::merkle_tree_hash(&leaves),
+            });
+            crate::verify_head(key, &sth, key.log_id()).unwrap()
+        };
+        // Another process saved size 100 after this one loaded size 50.
+        assert!(TrustState::save_unless_ahead(&path, key, &head(100, 0), None).unwrap());
+        assert!(!TrustState::save_unless_ahead(&path, key, &head(80, 0), None).unwrap());
+        assert_eq!(
+            TrustState::load(&path, key).unwrap().unwrap().0,
+            head(100, 0)
+        );
+        // The same size with another root is a fork, whoever saved it.
+        let err = TrustState::save_unless_ahead(&path, key, &head(100, 1), None).unwrap_err();
+        assert!(matches!(err, ClientError::Fork { .. }), "{err}");
+        assert!(TrustState::save_unless_ahead(&path, key, &head(120, 0), None).unwrap());
+        assert_eq!(
+            TrustState::load(&path, key).unwrap().unwrap().0,
+            head(120, 0)
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn saves_atomically_and_loads_with_checks() {

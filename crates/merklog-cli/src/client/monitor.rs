@@ -311,7 +311,7 @@ impl Monitor {
                 if let (true, Some((head, edge))) = (rewrite, &self.verified) {
                     // The check saves only a head newer than the trusted
                     // one; a lost or old file is written again regardless.
-                    TrustState::save(&self.state, head, edge.as_ref())?;
+                    TrustState::save_unless_ahead(&self.state, &self.key, head, edge.as_ref())?;
                 }
                 Ok(step)
             }
