@@ -265,7 +265,7 @@ pub async fn writer(
     while let Some(start) = ticker.next().await {
         n += 1;
         let entries = random_entries(&mut rng, entries_per_call, entry_bytes);
-        let full = (n - 1) % pace.verify_every == 0;
+        let full = (n - 1).is_multiple_of(pace.verify_every);
         let kept = full.then(|| entries.clone());
         let answer = client
             .append(shared.request(AppendRequest { entries }))
@@ -329,7 +329,7 @@ pub async fn reader(
             continue;
         }
         n += 1;
-        let full = (n - 1) % pace.verify_every == 0;
+        let full = (n - 1).is_multiple_of(pace.verify_every);
         let (op, outcome) = match kind {
             ReadKind::Inclusion { per_call: 1 } => (
                 Op::Inclusion,
