@@ -57,9 +57,9 @@ async fn requests_past_the_deadline_are_cut_but_appends_still_commit() {
     assert_eq!(cut.code(), Code::DeadlineExceeded, "{cut:?}");
     assert_eq!(
         cut.message(),
-        "Append took longer than the server's request timeout of 50 ms; its entries may \
-         or may not have been stored: appending them again is safe, an entry already \
-         stored is answered with its index"
+        "Append took longer than the server's request timeout of 50 ms; the entries of \
+         this call may or may not have been stored: appending them again is safe, an entry \
+         already stored is answered with its index"
     );
 
     // The entry was queued before the deadline: stopping the server

@@ -325,94 +325,82 @@ impl Running {
         local: Option<std::net::SocketAddr>,
         node_cache: Arc<NodeCache>,
     ) -> Result<(watch::Receiver<InstanceRole>, Running), ServeError> {
-        match (&config.deployment, keys.signer.clone()) {
-            (Deployment::Standalone, Some(signer)) => {
-                let address = local.map_or_else(|| "unknown".to_owned(), |a| format!("http://{a}"));
-                let lease = take_sole_lead(store.as_ref(), &address).await?;
-                let (sequencer, task) = Sequencer::start(
-                    store.clone(),
-                    signer.clone(),
-                    clock.clone(),
-                    config.sequencer.clone(),
-                    node_cache.clone(),
-                )
-                .await?;
-                crate::metrics::leader(true);
-                let (role, role_rx) = watch::channel(InstanceRole::Leader(sequencer.clone()));
-                let Some(lease) = lease else {
-                    return Ok((
-                        role_rx,
-                        Running::Standalone {
+        // A standalone instance takes the lock and starts sequencing here,
+        // failing the start-up if it cannot; every instance on PostgreSQL
+        // then runs the coordinator, which for a standalone one keeps the
+        // lock as an elected leader does: it checks the lock every poll
+        // interval and, should its session break (a database restart),
+        // stops appending until it holds the lock again.
+        let (role, role_rx, signer, advertise, leading) =
+            match (&config.deployment, keys.signer.clone()) {
+                (Deployment::Standalone, Some(signer)) => {
+                    let address =
+                        local.map_or_else(|| "unknown".to_owned(), |a| format!("http://{a}"));
+                    let lease = take_sole_lead(store.as_ref(), &address).await?;
+                    let (sequencer, task) = Sequencer::start(
+                        store.clone(),
+                        signer.clone(),
+                        clock.clone(),
+                        config.sequencer.clone(),
+                        node_cache.clone(),
+                    )
+                    .await?;
+                    crate::metrics::leader(true);
+                    let (role, role_rx) = watch::channel(InstanceRole::Leader(sequencer.clone()));
+                    let Some(lease) = lease else {
+                        let running = Running::Standalone {
                             role,
                             sequencer: task,
-                        },
+                        };
+                        return Ok((role_rx, running));
+                    };
+                    let leading = Some((lease, (sequencer, task)));
+                    (role, role_rx, Some(signer), address, leading)
+                }
+                (Deployment::Standalone | Deployment::LeaderElection { .. }, None) => {
+                    return Err(ServeError::Config(
+                        "an instance that may sequence needs the log's private key".into(),
                     ));
-                };
-                // From here on the instance holds its lock as an elected
-                // leader does: it checks the lock every poll interval and,
-                // should its session break (a database restart), stops
-                // appending until it holds the lock again.
-                let coordinator = Coordinator {
-                    store,
-                    key: keys.public.clone(),
-                    signer: Some(signer),
-                    clock,
-                    sequencer: config.sequencer.clone(),
-                    advertise: address,
-                    polling: config.polling,
-                    role,
-                    node_cache,
-                };
-                let (stop, stop_rx) = watch::channel(false);
-                let task = tokio::spawn(coordinator.run_leading(lease, (sequencer, task), stop_rx));
-                Ok((
-                    role_rx,
-                    Running::Coordinated {
-                        stop,
-                        coordinator: task,
-                    },
-                ))
+                }
+                (deployment, signer) => {
+                    // A head that this key did not sign is refused before
+                    // serving, as the sequencer's start-up checks would.
+                    let latest = read_verified_head(store.as_ref(), &keys.public).await?;
+                    let (role, role_rx) = watch::channel(InstanceRole::Follower(FollowerView {
+                        latest,
+                        leader: None,
+                        read_only: signer.is_none(),
+                    }));
+                    let advertise = match deployment {
+                        Deployment::LeaderElection { advertise } => advertise.clone(),
+                        _ => String::new(),
+                    };
+                    (role, role_rx, signer, advertise, None)
+                }
+            };
+        let coordinator = Coordinator {
+            store,
+            key: keys.public.clone(),
+            signer,
+            clock,
+            sequencer: config.sequencer.clone(),
+            advertise,
+            polling: config.polling,
+            role,
+            node_cache,
+        };
+        let (stop, stop_rx) = watch::channel(false);
+        let task = match leading {
+            Some((lease, sequencer)) => {
+                tokio::spawn(coordinator.run_leading(lease, sequencer, stop_rx))
             }
-            (Deployment::Standalone | Deployment::LeaderElection { .. }, None) => {
-                Err(ServeError::Config(
-                    "an instance that may sequence needs the log's private key".into(),
-                ))
-            }
-            (deployment, signer) => {
-                // A head that this key did not sign is refused before
-                // serving, as the sequencer's start-up checks would.
-                let latest = read_verified_head(store.as_ref(), &keys.public).await?;
-                let (role, role_rx) = watch::channel(InstanceRole::Follower(FollowerView {
-                    latest,
-                    leader: None,
-                    read_only: signer.is_none(),
-                }));
-                let advertise = match deployment {
-                    Deployment::LeaderElection { advertise } => advertise.clone(),
-                    _ => String::new(),
-                };
-                let coordinator = Coordinator {
-                    store,
-                    key: keys.public.clone(),
-                    signer,
-                    clock,
-                    sequencer: config.sequencer.clone(),
-                    advertise,
-                    polling: config.polling,
-                    role,
-                    node_cache,
-                };
-                let (stop, stop_rx) = watch::channel(false);
-                let task = tokio::spawn(coordinator.run(stop_rx));
-                Ok((
-                    role_rx,
-                    Running::Coordinated {
-                        stop,
-                        coordinator: task,
-                    },
-                ))
-            }
-        }
+            None => tokio::spawn(coordinator.run(stop_rx)),
+        };
+        let running = Running::Coordinated {
+            stop,
+            coordinator: task,
+        };
+        Ok((role_rx, running))
     }
 
     /// Lets the batch in flight commit, then gives up the lead. Call once

@@ -673,12 +673,10 @@ struct InFlight {
 /// answer came back), so the sequencer cannot say whether the entries are
 /// stored; what it can say is that appending them again is safe.
 fn write_failed(e: StorageError) -> ServiceError {
-    const NOTE: &str = "the entries of this call may or may not have been stored; \
-                        appending them again is safe: an entry already stored is answered \
-                        with its index";
+    let note = crate::status::APPEND_AGAIN_IS_SAFE;
     match ServiceError::from(e) {
-        ServiceError::Unavailable(m) => ServiceError::Unavailable(format!("{m}; {NOTE}")),
-        ServiceError::Internal(m) => ServiceError::Internal(format!("{m}; {NOTE}")),
+        ServiceError::Unavailable(m) => ServiceError::Unavailable(format!("{m}; {note}")),
+        ServiceError::Internal(m) => ServiceError::Internal(format!("{m}; {note}")),
         other => other,
     }
 }

@@ -110,16 +110,14 @@ impl<S: LogStore + Send + Sync + 'static> LogService<S> {
             return call.await;
         };
         tokio::time::timeout(limit, call).await.unwrap_or_else(|_| {
-            let outcome = if method == "Append" {
-                "; its entries may or may not have been stored: appending them again is \
-                 safe, an entry already stored is answered with its index"
-            } else {
-                ""
-            };
-            Err(Status::deadline_exceeded(format!(
-                "{method} took longer than the server's request timeout of {} ms{outcome}",
+            let mut message = format!(
+                "{method} took longer than the server's request timeout of {} ms",
                 limit.as_millis()
-            )))
+            );
+            if method == "Append" {
+                message = format!("{message}; {}", crate::status::APPEND_AGAIN_IS_SAFE);
+            }
+            Err(Status::deadline_exceeded(message))
         })
     }
 
@@ -195,15 +193,12 @@ impl<S: LogStore + Send + Sync + 'static> LogService<S> {
         let entries = self.store.entries(start, end).await?;
         // Every index below the signed size must be stored: a gap is damage,
         // not a short page.
-        if let Some(missing) = (start..end)
-            .zip(
-                entries
-                    .iter()
-                    .map(|e| Some(e.index))
-                    .chain(std::iter::repeat(None)),
-            )
-            .find_map(|(want, got)| (got != Some(want)).then_some(want))
-        {
+        let gap = entries
+            .iter()
+            .zip(start..)
+            .find_map(|(e, index)| (e.index != index).then_some(index));
+        let short = start + entries.len() as u64;
+        if let Some(missing) = gap.or((short < end).then_some(short)) {
             return Err(ServiceError::DataLoss(format!(
                 "leaf {missing} is missing from the store"
             )));

@@ -79,6 +79,13 @@ fn not_leader_message(leader: Option<&str>, read_only: bool) -> String {
     }
 }
 
+/// Told to the callers of an Append whose outcome is not known here (its
+/// write failed, possibly after COMMIT reached the database, or it ran past
+/// the request timeout).
+pub(crate) const APPEND_AGAIN_IS_SAFE: &str =
+    "the entries of this call may or may not have been stored: appending them again is safe, \
+     an entry already stored is answered with its index";
+
 /// The response header naming the leader on a NotLeader refusal, so that a
 /// client can redirect without parsing the message.
 pub const LEADER_HEADER: &str = "merklog-leader";

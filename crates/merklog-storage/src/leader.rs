@@ -27,6 +27,12 @@ pub const LEADER_LOCK_KEY: i64 = 0x6d6c_6f67;
 /// SQL that is true when some session holds the leader lock (key in `$1`)
 /// and the further condition `$and` holds for its `pg_locks` row.
 macro_rules! leader_lock_held {
+    // Held by any session in the current database.
+    (in_this_database) => {
+        leader_lock_held!(
+            "database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+        )
+    };
     ($and:literal) => {
         concat!(
             "EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted \
@@ -138,24 +144,19 @@ impl LeaderLease {
 /// the lock, so that waiting to lead costs a query per poll rather than a
 /// new connection (a new server process) per poll.
 pub(crate) async fn lock_held(pool: &sqlx::PgPool) -> Result<bool> {
-    Ok(sqlx::query_scalar(concat!(
-        "SELECT ",
-        leader_lock_held!(
-            "database = (SELECT oid FROM pg_database WHERE datname = current_database())"
-        )
-    ))
-    .bind(LEADER_LOCK_KEY)
-    .fetch_one(pool)
-    .await?)
+    Ok(
+        sqlx::query_scalar(concat!("SELECT ", leader_lock_held!(in_this_database)))
+            .bind(LEADER_LOCK_KEY)
+            .fetch_one(pool)
+            .await?,
+    )
 }
 
 /// Reads the latest term, if any instance ever led this database.
 pub(crate) async fn latest_term(pool: &sqlx::PgPool) -> Result<Option<LeaderTerm>> {
     let row = sqlx::query(concat!(
         "SELECT term, address, (extract(epoch FROM started_at) * 1000)::bigint AS started_ms, ",
-        leader_lock_held!(
-            "database = (SELECT oid FROM pg_database WHERE datname = current_database())"
-        ),
+        leader_lock_held!(in_this_database),
         " AS lock_held FROM leader_terms ORDER BY term DESC LIMIT 1"
     ))
     .bind(LEADER_LOCK_KEY)
