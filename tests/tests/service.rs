@@ -547,6 +547,8 @@ struct Flaky {
     fail_after_commit: AtomicU32,
     /// Milliseconds each append takes before it starts: a slow disk.
     append_delay_ms: AtomicU32,
+    /// Told each time a batch of leaves reaches the store.
+    reached_store: tokio::sync::Notify,
 }
 
 fn flaky<S>(inner: S) -> HookedStore<S, Flaky> {
@@ -557,7 +559,10 @@ fn flaky<S>(inner: S) -> HookedStore<S, Flaky> {
 }
 
 impl AppendHook for Flaky {
-    async fn before(&self, _: &Batch) -> merklog_storage::Result<()> {
+    async fn before(&self, batch: &Batch) -> merklog_storage::Result<()> {
+        if !batch.leaves.is_empty() {
+            self.reached_store.notify_one();
+        }
         let delay = self.append_delay_ms.load(Ordering::SeqCst);
         if delay > 0 {
             tokio::time::sleep(std::time::Duration::from_millis(delay.into())).await;
@@ -686,6 +691,54 @@ async fn overload_is_refused_at_once(db: TestDb) {
     let mut c = server.client().await.unwrap();
     let (_, head) = append_verified(&mut c, &key, vec![b"after the flood".to_vec()]).await;
     assert_eq!(head.head.tree_size, ok * 5 + 1);
+    server.stop().await.unwrap();
+}
+
+/// The queue is bounded in bytes as well as in entries: a queue that takes
+/// 100 entries but only one full append of the largest entries refuses a
+/// second such append while the first waits, naming the bound in bytes.
+async fn overload_in_bytes_is_refused_at_once(db: TestDb) {
+    let signer = signer();
+    let key = signer.public_key().clone();
+    let store = Arc::new(flaky(db.open().await.unwrap()));
+    let mut config = ServerConfig::default();
+    config.limits.max_entries_per_append = 10;
+    config.limits.max_entry_bytes = 1000;
+    config.sequencer.queue_capacity = 100;
+    config.sequencer.queue_capacity_bytes =
+        10 * (1000 + merklog_server::config::QUEUED_ENTRY_OVERHEAD);
+    let server = TestServer::start(store.clone(), signer, config)
+        .await
+        .unwrap();
+    let full_append = |i: usize| v1::AppendRequest {
+        entries: (0..10)
+            .map(|j| {
+                let mut e = entry(i, j);
+                e.resize(1000, b'.');
+                e
+            })
+            .collect(),
+    };
+    // The first append's batch is held in the store; its entries keep
+    // their place in the queue until they are answered.
+    store.hook.append_delay_ms.store(2000, Ordering::SeqCst);
+    let mut first_client = server.client().await.unwrap();
+    let first = tokio::spawn(async move { first_client.append(full_append(0)).await });
+    store.hook.reached_store.notified().await;
+    let mut c = server.client().await.unwrap();
+    let refusal = c.append(full_append(1)).await.unwrap_err();
+    assert_eq!(refusal.code(), Code::ResourceExhausted, "{refusal:?}");
+    assert!(
+        refusal
+            .message()
+            .contains("bytes are waiting (capacity 10640)"),
+        "{refusal:?}"
+    );
+    let first = first.await.unwrap().unwrap().into_inner();
+    verified_head(&key, first.tree_head.as_ref());
+    store.hook.append_delay_ms.store(0, Ordering::SeqCst);
+    let (_, head) = append_verified(&mut c, &key, full_append(2).entries).await;
+    assert_eq!(head.head.tree_size, 20);
     server.stop().await.unwrap();
 }
 
@@ -893,6 +946,7 @@ on_both_backends!(
     bad_input_is_rejected_clearly,
     storage_failure_fails_the_batch_then_recovers,
     overload_is_refused_at_once,
+    overload_in_bytes_is_refused_at_once,
 );
 
 /// The database really goes away (connections cut and refused) and comes

@@ -79,6 +79,7 @@ fn config() -> SequencerConfig {
         // No waiting: a bench measures work, not the batching delay.
         max_batch_delay: Duration::ZERO,
         queue_capacity: 100_000,
+        queue_capacity_bytes: 256 << 20,
     }
 }
 

@@ -37,6 +37,10 @@ pub struct ServeArgs {
     /// How many entries may wait for the sequencer before appends are refused.
     #[arg(long, env = "MERKLOG_QUEUE_CAPACITY", default_value_t = SequencerConfig::default().queue_capacity)]
     pub queue_capacity: usize,
+    /// How many bytes of entries may wait for the sequencer (each entry
+    /// counted with 64 bytes of overhead) before appends are refused.
+    #[arg(long, env = "MERKLOG_QUEUE_CAPACITY_BYTES", default_value_t = SequencerConfig::default().queue_capacity_bytes)]
+    pub queue_capacity_bytes: usize,
     /// The largest entry accepted, in bytes.
     #[arg(long, env = "MERKLOG_MAX_ENTRY_BYTES", default_value_t = Limits::default().max_entry_bytes)]
     pub max_entry_bytes: usize,
@@ -205,6 +209,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             max_batch_entries: args.batch_max_entries,
             max_batch_delay: Duration::from_millis(args.batch_max_delay_ms),
             queue_capacity: args.queue_capacity,
+            queue_capacity_bytes: args.queue_capacity_bytes,
         },
         deployment,
         polling: Polling {
@@ -301,23 +306,47 @@ fn is_postgres(url: &str) -> bool {
     url.starts_with("postgres://") || url.starts_with("postgresql://")
 }
 
-/// Hides a password in a database URL before it is printed.
+/// Hides the passwords in a database URL before it is printed: the one in
+/// the user info (`postgres://user:secret@host`) and those given as query
+/// parameters (`?password=secret`, `?sslpassword=secret`, as libpq and sqlx
+/// accept them).
 fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
+    let (base, query) = match url.split_once('?') {
+        Some((base, query)) => (base, Some(query)),
+        None => (url, None),
+    };
+    let mut out = match (base.find("://"), base.rfind('@')) {
         (Some(scheme), Some(at)) if at > scheme => {
-            let creds = &url[scheme + 3..at];
+            let creds = &base[scheme + 3..at];
             match creds.find(':') {
                 Some(colon) => format!(
                     "{}{}:***{}",
-                    &url[..scheme + 3],
+                    &base[..scheme + 3],
                     &creds[..colon],
-                    &url[at..]
+                    &base[at..]
                 ),
-                None => url.to_owned(),
+                None => base.to_owned(),
             }
         }
-        _ => url.to_owned(),
+        _ => base.to_owned(),
+    };
+    if let Some(query) = query {
+        let pairs: Vec<String> = query
+            .split('&')
+            .map(|pair| match pair.split_once('=') {
+                Some((key, _))
+                    if key.eq_ignore_ascii_case("password")
+                        || key.eq_ignore_ascii_case("sslpassword") =>
+                {
+                    format!("{key}=***")
+                }
+                _ => pair.to_owned(),
+            })
+            .collect();
+        out.push('?');
+        out.push_str(&pairs.join("&"));
     }
+    out
 }
 
 /// Resolves on Ctrl-C or SIGTERM.
@@ -352,5 +381,17 @@ mod tests {
         assert_eq!(redact("postgres://u:secret@h/db"), "postgres://u:***@h/db");
         assert_eq!(redact("postgres://u@h/db"), "postgres://u@h/db");
         assert_eq!(redact("sqlite://./data/x.db"), "sqlite://./data/x.db");
+        assert_eq!(
+            redact("postgres://u@h/db?sslmode=require&password=secret"),
+            "postgres://u@h/db?sslmode=require&password=***"
+        );
+        assert_eq!(
+            redact("postgres://u:a@h/db?PassWord=b&sslpassword=c&application_name=x"),
+            "postgres://u:***@h/db?PassWord=***&sslpassword=***&application_name=x"
+        );
+        assert_eq!(
+            redact("sqlite://./x.db?mode=rwc"),
+            "sqlite://./x.db?mode=rwc"
+        );
     }
 }

@@ -9,15 +9,20 @@
 //!
 //! Every refusal and every granted append is logged under the target
 //! `merklog::access` with the client's name (or the peer's address), the
-//! method and the reason: access to the log is itself audited.
+//! method and the reason: access to the log is itself audited. Refusals are
+//! logged once per address and minute, with the count left out since
+//! ([`crate::refusals`]); the metrics count every one.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
 
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use tonic::metadata::MetadataMap;
 
+use crate::refusals::{RefusalLog, Verdict};
 use crate::status::ServiceError;
 
 /// What a client may do.
@@ -49,6 +54,8 @@ pub struct AuthConfig {
     pub require_read_token: bool,
     /// No tokens configured: anyone may append (development only).
     open: bool,
+    /// Which refusals are logged; shared by the clones of one configuration.
+    refusals: Arc<RefusalLog>,
 }
 
 #[derive(Deserialize)]
@@ -153,6 +160,7 @@ impl AuthConfig {
             certificates,
             require_read_token: file.require_read_token,
             open: false,
+            refusals: Arc::default(),
         })
     }
 
@@ -183,6 +191,7 @@ impl AuthConfig {
         method: &str,
         access: Access,
     ) -> Result<Option<String>, ServiceError> {
+        let peer_ip = peer.map(|p| p.ip());
         let peer = peer.map_or_else(|| "unknown".to_owned(), |p| p.to_string());
         if self.open || (access == Access::Read && !self.require_read_token) {
             return Ok(None);
@@ -192,15 +201,28 @@ impl AuthConfig {
         let cert_sha256 = cert_hash.map(hex::encode).unwrap_or_default();
         let deny = |error: ServiceError, client: &str, reason: &'static str| {
             crate::metrics::auth_failure(reason);
-            tracing::warn!(
-                target: "merklog::access",
-                client,
-                %peer,
-                cert_sha256,
-                method,
-                reason = %error,
-                "request denied"
-            );
+            let (verdict, expired) = self.refusals.record(peer_ip, Instant::now());
+            for (address, suppressed) in expired {
+                let address = address.map_or_else(|| "other".to_owned(), |a| a.to_string());
+                tracing::warn!(
+                    target: "merklog::access",
+                    %address,
+                    suppressed,
+                    "further requests denied from this address, not logged one by one"
+                );
+            }
+            if let Verdict::Log { suppressed } = verdict {
+                tracing::warn!(
+                    target: "merklog::access",
+                    client,
+                    %peer,
+                    cert_sha256,
+                    method,
+                    reason = %error,
+                    suppressed,
+                    "request denied"
+                );
+            }
             Err(error)
         };
         let known_cert = cert_hash.and_then(|h| self.certificates.get(&h));

@@ -74,7 +74,17 @@ pub struct SequencerConfig {
     /// How many entries may wait for the sequencer; beyond that, appends are
     /// refused at once with RESOURCE_EXHAUSTED.
     pub queue_capacity: usize,
+    /// How many bytes of entries may wait for the sequencer, each entry
+    /// counted with [`QUEUED_ENTRY_OVERHEAD`]; beyond that, appends are
+    /// refused at once with RESOURCE_EXHAUSTED. Bounds the queue's memory
+    /// where the entry count alone would allow `queue_capacity` entries of
+    /// the largest size.
+    pub queue_capacity_bytes: usize,
 }
+
+/// What a queued entry costs besides its bytes: its leaf hash and the
+/// vector that holds it.
+pub const QUEUED_ENTRY_OVERHEAD: usize = 64;
 
 impl Default for SequencerConfig {
     fn default() -> Self {
@@ -82,6 +92,7 @@ impl Default for SequencerConfig {
             max_batch_entries: 4096,
             max_batch_delay: Duration::from_millis(2),
             queue_capacity: 100_000,
+            queue_capacity_bytes: 256 << 20,
         }
     }
 }
@@ -179,6 +190,19 @@ impl ServerConfig {
         }
         if s.queue_capacity > u32::MAX as usize {
             return Err(format!("queue capacity must be at most {}", u32::MAX));
+        }
+        // The largest append must fit in an empty queue, or it could never
+        // be taken; permits are taken as one u32.
+        let largest_append = l
+            .max_entries_per_append
+            .saturating_mul(l.max_entry_bytes.saturating_add(QUEUED_ENTRY_OVERHEAD));
+        if s.queue_capacity_bytes < largest_append || s.queue_capacity_bytes > u32::MAX as usize {
+            return Err(format!(
+                "queue capacity in bytes ({}) must be at least max entries per append × \
+                 (max entry bytes + {QUEUED_ENTRY_OVERHEAD}) = {largest_append}, and at most {}",
+                s.queue_capacity_bytes,
+                u32::MAX
+            ));
         }
         let t = &self.transport;
         if t.max_concurrent_requests_per_connection == 0 {

@@ -18,6 +18,7 @@ pub mod leadership;
 pub mod metrics;
 pub mod node_cache;
 mod node_reads;
+pub mod refusals;
 pub mod sequencer;
 pub mod service;
 pub mod status;

@@ -21,7 +21,7 @@ use tokio::time::Instant;
 use tracing::Instrument;
 
 use crate::clock::Clock;
-use crate::config::SequencerConfig;
+use crate::config::{SequencerConfig, QUEUED_ENTRY_OVERHEAD};
 use crate::node_cache::NodeCache;
 use crate::status::ServiceError;
 
@@ -34,7 +34,23 @@ pub enum StartupError {
     /// The stored log contradicts itself or this server's key.
     #[error("refusing to start: {0}")]
     Inconsistent(String),
+    /// The latest head is dated further ahead of this machine's clock than
+    /// [`MAX_HEAD_AHEAD_MS`]. Heads never go back in time, so every head
+    /// signed here would carry that future date, which clients refuse.
+    #[error(
+        "refusing to sequence: the latest signed tree head is dated {head_ms} ms since the epoch, \
+         {} s ahead of this machine's clock ({now_ms}); correct the clock (or wait until it \
+         passes the head's time) and start again",
+        (head_ms - now_ms) / 1000
+    )]
+    ClockBehind { head_ms: u64, now_ms: u64 },
 }
+
+/// How far ahead of the clock the latest stored head may be dated when a
+/// sequencer starts: a clock stepped back a little (NTP) keeps the head's
+/// time as its floor until it catches up; more means this machine's clock is
+/// wrong, or was when the head was signed.
+pub const MAX_HEAD_AHEAD_MS: u64 = 60_000;
 
 /// Where one appended entry ended up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -160,8 +176,9 @@ impl Committed {
 struct Job {
     leaves: Vec<NewLeaf>,
     reply: oneshot::Sender<Result<Committed, ServiceError>>,
-    // Held until the job is answered: it is the job's place in the queue.
-    _permit: OwnedSemaphorePermit,
+    // Held until the job is answered: the job's place in the queue, in
+    // entries and in bytes.
+    _permits: (OwnedSemaphorePermit, OwnedSemaphorePermit),
 }
 
 /// A cheap handle for submitting appends to the sequencer.
@@ -170,6 +187,8 @@ pub struct SequencerHandle {
     jobs: mpsc::UnboundedSender<Job>,
     queue: Arc<Semaphore>,
     capacity: usize,
+    queue_bytes: Arc<Semaphore>,
+    capacity_bytes: usize,
     latest: watch::Receiver<SignedTreeHead>,
     node_cache: Arc<NodeCache>,
 }
@@ -201,6 +220,20 @@ impl SequencerHandle {
             .map_err(|_| ServiceError::Overloaded {
                 queued: self.capacity - self.queue.available_permits(),
                 capacity: self.capacity,
+                unit: "entries",
+            })?;
+        let bytes: usize = entries
+            .iter()
+            .map(|e| e.len() + QUEUED_ENTRY_OVERHEAD)
+            .sum();
+        let bytes_permit = self
+            .queue_bytes
+            .clone()
+            .try_acquire_many_owned(u32::try_from(bytes).unwrap_or(u32::MAX))
+            .map_err(|_| ServiceError::Overloaded {
+                queued: self.capacity_bytes - self.queue_bytes.available_permits(),
+                capacity: self.capacity_bytes,
+                unit: "bytes",
             })?;
         crate::metrics::queue_depth(self.capacity - self.queue.available_permits());
         // Hash in the caller's task so that hashing spreads over all cores.
@@ -210,7 +243,7 @@ impl SequencerHandle {
             .send(Job {
                 leaves,
                 reply,
-                _permit: permit,
+                _permits: (permit, bytes_permit),
             })
             .map_err(|_| ServiceError::Unavailable("the sequencer has stopped".into()))?;
         let answer = answer.await.map_err(|_| {
@@ -272,6 +305,13 @@ impl<S: LogStore + Send + Sync + 'static> Sequencer<S> {
                 (CompactRange::new(), head)
             }
         };
+        let now_ms = clock.now_ms();
+        if head.head.timestamp_ms > now_ms.saturating_add(MAX_HEAD_AHEAD_MS) {
+            return Err(StartupError::ClockBehind {
+                head_ms: head.head.timestamp_ms,
+                now_ms,
+            });
+        }
         tracing::info!(
             tree_size = head.head.tree_size,
             root = %head.head.root_hash,
@@ -280,6 +320,7 @@ impl<S: LogStore + Send + Sync + 'static> Sequencer<S> {
         let (latest_tx, latest_rx) = watch::channel(head);
         let (jobs_tx, jobs_rx) = mpsc::unbounded_channel();
         let capacity = config.queue_capacity;
+        let capacity_bytes = config.queue_capacity_bytes;
         let sequencer = Sequencer {
             store,
             signer,
@@ -295,6 +336,8 @@ impl<S: LogStore + Send + Sync + 'static> Sequencer<S> {
             jobs: jobs_tx,
             queue: Arc::new(Semaphore::new(capacity)),
             capacity,
+            queue_bytes: Arc::new(Semaphore::new(capacity_bytes)),
+            capacity_bytes,
             latest: latest_rx,
             node_cache,
         };
@@ -735,6 +778,66 @@ async fn load_state<S: LogStore>(
 mod tests {
     use super::*;
     use merklog_storage::testing::{AppendHook, HookedStore};
+
+    struct FixedClock(u64);
+    impl Clock for FixedClock {
+        fn now_ms(&self) -> u64 {
+            self.0
+        }
+    }
+
+    /// A sequencer whose clock is far behind the latest head does not sign
+    /// more heads with that future date, which clients refuse; a clock a
+    /// little behind (stepped back by NTP) keeps the head's time as floor.
+    #[tokio::test]
+    async fn a_clock_far_behind_the_latest_head_refuses_to_sequence() {
+        use merklog_storage::testing::temp_sqlite;
+        use merklog_storage::SqliteStore;
+
+        let (path, _dir) = temp_sqlite();
+        let store = Arc::new(SqliteStore::open_path(&path).await.unwrap());
+        let signer = LogSigner::generate(&mut rand_core::OsRng);
+        let start = |at_ms: u64| {
+            Sequencer::start(
+                store.clone(),
+                signer.clone(),
+                Arc::new(FixedClock(at_ms)),
+                SequencerConfig::default(),
+                Arc::new(NodeCache::new(0)),
+            )
+        };
+        let t = 1_800_000_000_000;
+        let (handle, task) = start(t).await.unwrap();
+        let head = handle
+            .append(vec![b"one".to_vec()])
+            .await
+            .unwrap()
+            .tree_head;
+        assert_eq!(head.head.timestamp_ms, t);
+        drop(handle);
+        task.await.unwrap();
+
+        let (handle, task) = start(t - MAX_HEAD_AHEAD_MS).await.unwrap();
+        let head = handle
+            .append(vec![b"two".to_vec()])
+            .await
+            .unwrap()
+            .tree_head;
+        assert_eq!(head.head.timestamp_ms, t, "the head's time is the floor");
+        drop(handle);
+        task.await.unwrap();
+
+        match start(t - MAX_HEAD_AHEAD_MS - 1).await {
+            Err(e @ StartupError::ClockBehind { .. }) => {
+                assert!(
+                    e.to_string().contains("60 s ahead of this machine's clock"),
+                    "{e}"
+                );
+            }
+            Err(e) => panic!("wrong error: {e}"),
+            Ok(_) => panic!("a sequencer started with its clock behind the latest head"),
+        }
+    }
 
     /// Every committed batch reaches the node cache before its callers are
     /// answered, with exactly the nodes the store holds.

@@ -15,11 +15,16 @@ pub enum ServiceError {
     /// The thing asked for is not in the log.
     #[error("{0}")]
     NotFound(String),
-    /// The sequencer's queue is full: retry later.
+    /// The sequencer's queue is full, counted in `unit` (entries or bytes):
+    /// retry later.
     #[error(
-        "the log is overloaded: {queued} entries are waiting (capacity {capacity}); retry later"
+        "the log is overloaded: {queued} {unit} are waiting (capacity {capacity}); retry later"
     )]
-    Overloaded { queued: usize, capacity: usize },
+    Overloaded {
+        queued: usize,
+        capacity: usize,
+        unit: &'static str,
+    },
     /// The request could not be served for now (the database is
     /// unreachable, the service is stopping, no head is signed yet): retry.
     /// Nothing of this request was committed unless the message says
@@ -90,26 +95,62 @@ pub(crate) const APPEND_AGAIN_IS_SAFE: &str =
 /// client can redirect without parsing the message.
 pub const LEADER_HEADER: &str = "merklog-leader";
 
+/// Tells callers what kind of storage failure ended their call, never the
+/// database's own text: that can name tables, roles, hosts and values, and
+/// is for the operator. The whole error goes to the server's log under
+/// `merklog::storage` with an error id, which the caller's message quotes so
+/// that the two can be matched.
 impl From<StorageError> for ServiceError {
     fn from(e: StorageError) -> Self {
+        let id = error_id();
+        let transient = matches!(
+            e,
+            StorageError::Unavailable { .. }
+                | StorageError::LeaseLost { .. }
+                | StorageError::OutOfOrder { .. }
+                | StorageError::TreeHeadRejected { .. }
+        );
+        if transient {
+            tracing::warn!(target: "merklog::storage", error_id = %id, error = %e, "storage call failed");
+        } else {
+            tracing::error!(target: "merklog::storage", error_id = %id, error = %e, "storage call failed");
+        }
+        let see_log = format!("error id {id}; the server log has the details");
         match e {
-            StorageError::NodeMissing { .. } | StorageError::Corrupt { .. } => {
-                ServiceError::DataLoss(e.to_string())
-            }
+            // Names a node of the tree, which any caller may know.
+            StorageError::NodeMissing { .. } => ServiceError::DataLoss(e.to_string()),
+            StorageError::Corrupt { .. } => ServiceError::DataLoss(format!(
+                "a stored value does not have the shape the schema promises; \
+                 the operator should run `merklog verify-store` ({see_log})"
+            )),
             // Transient: the database is down or busy, or another instance
             // wrote first (a takeover); the sequencer reloads its state
             // before the next batch.
-            StorageError::Unavailable { .. }
-            | StorageError::LeaseLost { .. }
-            | StorageError::OutOfOrder { .. }
-            | StorageError::TreeHeadRejected { .. } => ServiceError::Unavailable(e.to_string()),
+            StorageError::Unavailable { .. } => ServiceError::Unavailable(format!(
+                "storage unavailable: the database did not answer; retry ({see_log})"
+            )),
+            StorageError::LeaseLost { .. } => ServiceError::Unavailable(format!(
+                "this instance lost the leader lock; retry, another instance takes over ({see_log})"
+            )),
+            StorageError::OutOfOrder { .. } | StorageError::TreeHeadRejected { .. } => {
+                ServiceError::Unavailable(format!(
+                    "another instance appended to the log first; retry ({see_log})"
+                ))
+            }
             // A missing privilege, a bad schema or configuration, a
             // statement the database refused (AppendOnly, DuplicateLeaf,
             // InvalidBatch, PermissionDenied, Migration, Config, Unsupported,
             // Database): retrying changes nothing.
-            _ => ServiceError::Internal(e.to_string()),
+            _ => ServiceError::Internal(format!("the store refused the request ({see_log})")),
         }
     }
+}
+
+/// Returns a fresh id for one logged error: 16 random hex digits, so that
+/// ids do not repeat across restarts or instances.
+fn error_id() -> String {
+    use rand_core::RngCore;
+    hex::encode(rand_core::OsRng.next_u64().to_be_bytes())
 }
 
 impl From<ServiceError> for Status {
@@ -178,6 +219,7 @@ mod tests {
         let s: Status = ServiceError::Overloaded {
             queued: 10,
             capacity: 10,
+            unit: "entries",
         }
         .into();
         assert_eq!(s.code(), Code::ResourceExhausted);
@@ -203,13 +245,25 @@ mod tests {
             message: "permission denied for table leaves".into(),
         });
         assert_eq!(denied.code(), Code::Internal);
-        assert_eq!(
-            denied.message(),
-            "internal error: permission denied: permission denied for table leaves"
+        // The database's text stays in the server's log.
+        assert!(
+            denied
+                .message()
+                .starts_with("internal error: the store refused the request (error id "),
+            "{denied:?}"
         );
+        assert!(!denied.message().contains("leaves"), "{denied:?}");
         let damaged = status(StorageError::Corrupt {
             what: "a leaf hash of 31 bytes".into(),
         });
         assert_eq!(damaged.code(), Code::DataLoss);
+        assert!(!damaged.message().contains("31 bytes"), "{damaged:?}");
+        // Two failures, two ids.
+        let id = |s: &Status| s.message().split("error id ").nth(1).map(str::to_owned);
+        assert_ne!(id(&down), id(&raced));
+        assert_eq!(
+            id(&down).unwrap().len(),
+            16 + "; the server log has the details)".len()
+        );
     }
 }

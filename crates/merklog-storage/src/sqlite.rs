@@ -47,11 +47,7 @@ impl SqliteStore {
     /// created or opened; [`StorageError::Migration`].
     pub async fn open_path(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| StorageError::Unavailable {
-                source: sqlx::Error::Io(e),
-            })?;
-        }
+        create_private_file(path)?;
         Self::open_with(SqliteConnectOptions::new().filename(path), false).await
     }
 
@@ -67,12 +63,7 @@ impl SqliteStore {
         })?;
         let in_memory = url.contains(":memory:") || url.contains("mode=memory");
         if !in_memory {
-            let file = options.get_filename();
-            if let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty()) {
-                std::fs::create_dir_all(dir).map_err(|e| StorageError::Unavailable {
-                    source: sqlx::Error::Io(e),
-                })?;
-            }
+            create_private_file(options.get_filename())?;
         }
         Self::open_with(options, in_memory).await
     }
@@ -135,6 +126,48 @@ fn placeholders(n: usize) -> String {
     let mut s = "?, ".repeat(n);
     s.truncate(s.len().saturating_sub(2));
     s
+}
+
+/// Creates the store's file, and the directories above it, readable by
+/// their owner only (0600 and 0700 on Unix) when they do not exist yet: the
+/// log's entries are its users' audit records. SQLite gives the `-wal` and
+/// `-shm` files it creates beside the database the database file's mode. An
+/// existing file keeps its mode (it is the operator's), with a warning when
+/// others may read it.
+fn create_private_file(path: &Path) -> Result<()> {
+    let io = |e: std::io::Error| StorageError::Unavailable {
+        source: sqlx::Error::Io(e),
+    };
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        let mut builder = std::fs::DirBuilder::new();
+        builder.recursive(true);
+        #[cfg(unix)]
+        std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+        builder.create(dir).map_err(io)?;
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    match options.open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                let mode = std::fs::metadata(path).map_err(io)?.permissions().mode();
+                if mode & 0o077 != 0 {
+                    tracing::warn!(
+                        path = %path.display(),
+                        mode = format_args!("{:o}", mode & 0o777),
+                        "the log's database file may be read by others than its owner: chmod 600 it"
+                    );
+                }
+            }
+            Ok(())
+        }
+        Err(e) => Err(io(e)),
+    }
 }
 
 impl LogStore for SqliteStore {

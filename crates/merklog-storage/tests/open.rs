@@ -53,3 +53,33 @@ async fn unreachable_postgres_is_unavailable() {
         .unwrap_err();
     assert!(matches!(err, StorageError::Unavailable { .. }), "{err:?}");
 }
+
+/// The log's records are its users' audit trail: a new store and the
+/// directories made for it are its owner's alone, and so are the WAL files
+/// SQLite creates beside it.
+#[cfg(unix)]
+#[tokio::test]
+async fn a_new_sqlite_store_is_readable_by_its_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let (path, _dir) = temp_sqlite();
+    let nested = path.parent().unwrap().join("data/log.db");
+    let mut log = TestLog::new();
+    let store = AnyStore::open(&format!("sqlite://{}", nested.display()))
+        .await
+        .unwrap();
+    store.append_batch(&log.next_batch(3, 10)).await.unwrap();
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(nested.parent().unwrap()), 0o700);
+    assert_eq!(mode(&nested), 0o600);
+    for suffix in ["-wal", "-shm"] {
+        let side = nested.with_file_name(format!("log.db{suffix}"));
+        assert!(side.exists(), "{} missing", side.display());
+        assert_eq!(mode(&side), 0o600, "{}", side.display());
+    }
+    // An existing store keeps the mode its operator gave it.
+    drop(store);
+    std::fs::set_permissions(&nested, std::fs::Permissions::from_mode(0o640)).unwrap();
+    let store = AnyStore::open(nested.to_str().unwrap()).await.unwrap();
+    assert_eq!(store.leaf_count().await.unwrap(), 3);
+    assert_eq!(mode(&nested), 0o640);
+}
