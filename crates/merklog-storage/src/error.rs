@@ -69,6 +69,21 @@ pub enum StorageError {
     /// instance must stop sequencing.
     #[error("the leader lock was lost: {reason}")]
     LeaseLost { reason: String },
+    /// A session that is not a merklog instance (its login, `role`, is not
+    /// a member of `merklog_writer`) holds the leader lock: no instance can
+    /// lead until an administrator ends it. Not transient.
+    #[error(
+        "the leader lock is held by a session that is not a merklog instance \
+         (pid {}, role {}): no instance can lead until an administrator ends it \
+         (pg_terminate_backend); revoke CONNECT on the database from PUBLIC so that \
+         only the merklog roles can connect (docs/STORAGE.md)",
+        pid.map_or_else(|| "unknown".to_owned(), |p| p.to_string()),
+        role.as_deref().unwrap_or("unknown")
+    )]
+    ForeignLeaderLock {
+        pid: Option<i32>,
+        role: Option<String>,
+    },
     /// The backend cannot do this (several instances need PostgreSQL).
     #[error("not supported by this store: {what}")]
     Unsupported { what: String },

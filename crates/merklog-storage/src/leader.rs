@@ -12,6 +12,13 @@
 //! as soon as the new leader has written at that index, and a head that
 //! disagrees with a stored one at the same size is refused by ML003, so two
 //! leaders cannot fork the log; one of them fails its batch.
+//!
+//! Any login that may connect to the database can take the same advisory
+//! lock. Only a session of a member of `merklog_writer` counts as a leader;
+//! another holder is reported as [`StorageError::ForeignLeaderLock`] by
+//! [`LogStore::try_lead`](crate::LogStore::try_lead) (no instance can lead
+//! until an administrator ends that session), and revoking CONNECT on the
+//! database from PUBLIC keeps other logins out (docs/STORAGE.md).
 
 use std::time::Duration;
 
@@ -24,22 +31,33 @@ use crate::{Result, StorageError};
 /// are per database, so each log database has its own.
 pub const LEADER_LOCK_KEY: i64 = 0x6d6c_6f67;
 
-/// SQL that is true when some session holds the leader lock (key in `$1`)
-/// and the further condition `$and` holds for its `pg_locks` row.
-macro_rules! leader_lock_held {
-    // Held by any session in the current database.
-    (in_this_database) => {
-        leader_lock_held!(
-            "database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+/// The `FROM` and `WHERE` of the `pg_locks` rows of the leader lock (key in
+/// `$1`) that are granted and satisfy the further condition `$and`.
+macro_rules! leader_lock_rows {
+    ($and:expr) => {
+        concat!(
+            "FROM pg_locks l WHERE l.locktype = 'advisory' AND l.granted \
+             AND ((l.classid::bigint << 32) | l.objid::bigint) = $1 AND l.objsubid = 1 AND ",
+            $and
         )
     };
-    ($and:literal) => {
-        concat!(
-            "EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted \
-             AND ((classid::bigint << 32) | objid::bigint) = $1 AND objsubid = 1 AND ",
-            $and,
-            ")"
-        )
+}
+
+/// Condition on a `pg_locks` row `l`: the lock is in the current database.
+macro_rules! in_this_database {
+    () => {
+        "l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+    };
+}
+
+/// Expression on a `pg_locks` row `l`: its session's login is a member of
+/// `merklog_writer` (a superuser is a member of every role), so it may be a
+/// merklog instance. Any other login that can connect can take the same
+/// advisory lock; it is not a leader, since it cannot append.
+macro_rules! held_by_an_instance {
+    () => {
+        "EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.pid = l.pid \
+         AND pg_has_role(a.usesysid, 'merklog_writer', 'MEMBER'))"
     };
 }
 
@@ -54,8 +72,9 @@ pub struct LeaderTerm {
     pub address: String,
     /// When the term started, in milliseconds since the Unix epoch.
     pub started_ms: i64,
-    /// Whether some session holds the leader lock in this database now; on
-    /// a streaming replica this is always false (locks are not replicated).
+    /// Whether an instance (a session of a member of `merklog_writer`)
+    /// holds the leader lock in this database now; on a streaming replica
+    /// this is always false (locks are not replicated).
     pub lock_held: bool,
 }
 
@@ -114,8 +133,9 @@ impl LeaderLease {
     /// within 2 s or no longer holds the lock.
     pub async fn check(&mut self) -> Result<()> {
         let ping = sqlx::query_scalar::<_, bool>(concat!(
-            "SELECT ",
-            leader_lock_held!("pid = pg_backend_pid()")
+            "SELECT EXISTS (SELECT 1 ",
+            leader_lock_rows!("l.pid = pg_backend_pid()"),
+            ")"
         ))
         .bind(LEADER_LOCK_KEY)
         .fetch_one(&mut self.connection);
@@ -139,25 +159,67 @@ impl LeaderLease {
     }
 }
 
-/// Whether some session holds the leader lock in this database. A follower
-/// asks this over its pool before it opens a session of its own to try for
-/// the lock, so that waiting to lead costs a query per poll rather than a
-/// new connection (a new server process) per poll.
-pub(crate) async fn lock_held(pool: &sqlx::PgPool) -> Result<bool> {
-    Ok(
-        sqlx::query_scalar(concat!("SELECT ", leader_lock_held!(in_this_database)))
-            .bind(LEADER_LOCK_KEY)
-            .fetch_one(pool)
-            .await?,
-    )
+/// Who holds the leader lock in this database.
+#[derive(Debug, PartialEq, Eq)]
+enum LockHolder {
+    Nobody,
+    /// A session of a member of `merklog_writer`: a leader.
+    Instance,
+    /// A session of any other login (`pid` and `role` are unknown for a
+    /// prepared transaction): it blocks every instance and leads none.
+    Foreign {
+        pid: Option<i32>,
+        role: Option<String>,
+    },
+}
+
+/// Reads who holds the leader lock, a foreign holder first if there are
+/// several (shared advisory locks).
+async fn lock_holder(pool: &sqlx::PgPool) -> Result<LockHolder> {
+    let row: Option<(Option<i32>, Option<String>, bool)> = sqlx::query_as(concat!(
+        "SELECT l.pid, (SELECT a.usename::text FROM pg_stat_activity a WHERE a.pid = l.pid), ",
+        held_by_an_instance!(),
+        " AS instance ",
+        leader_lock_rows!(in_this_database!()),
+        " ORDER BY instance, l.pid LIMIT 1"
+    ))
+    .bind(LEADER_LOCK_KEY)
+    .fetch_optional(pool)
+    .await?;
+    Ok(match row {
+        None => LockHolder::Nobody,
+        Some((_, _, true)) => LockHolder::Instance,
+        Some((pid, role, false)) => LockHolder::Foreign { pid, role },
+    })
+}
+
+/// Takes the lead when nobody holds the leader lock. A follower first asks
+/// over its pool who holds it, so that waiting to lead costs a query per
+/// poll rather than a new connection (a new server process) per poll.
+///
+/// # Errors
+/// [`StorageError::ForeignLeaderLock`] when a session that is not an
+/// instance holds the lock: waiting would not end it.
+pub(crate) async fn try_lead(pool: &sqlx::PgPool, address: &str) -> Result<Option<LeaderLease>> {
+    match lock_holder(pool).await? {
+        LockHolder::Instance => Ok(None),
+        LockHolder::Foreign { pid, role } => Err(StorageError::ForeignLeaderLock { pid, role }),
+        // Another instance may still win the race for it.
+        LockHolder::Nobody => LeaderLease::try_acquire(&pool.connect_options(), address).await,
+    }
 }
 
 /// Reads the latest term, if any instance ever led this database.
 pub(crate) async fn latest_term(pool: &sqlx::PgPool) -> Result<Option<LeaderTerm>> {
     let row = sqlx::query(concat!(
-        "SELECT term, address, (extract(epoch FROM started_at) * 1000)::bigint AS started_ms, ",
-        leader_lock_held!(in_this_database),
-        " AS lock_held FROM leader_terms ORDER BY term DESC LIMIT 1"
+        "SELECT term, address, (extract(epoch FROM started_at) * 1000)::bigint AS started_ms, \
+         EXISTS (SELECT 1 ",
+        leader_lock_rows!(concat!(
+            in_this_database!(),
+            " AND ",
+            held_by_an_instance!()
+        )),
+        ") AS lock_held FROM leader_terms ORDER BY term DESC LIMIT 1"
     ))
     .bind(LEADER_LOCK_KEY)
     .fetch_optional(pool)

@@ -157,7 +157,10 @@ pub trait LogStore: Send + Sync {
     ///
     /// # Errors
     /// [`StorageError::Unsupported`] on a backend without leader election;
-    /// [`StorageError::Unavailable`] when the database cannot be reached.
+    /// [`StorageError::Unavailable`] when the database cannot be reached;
+    /// [`StorageError::ForeignLeaderLock`] when a login that is not a member
+    /// of `merklog_writer` holds the lock, which keeps every instance from
+    /// leading until an administrator ends its session.
     fn try_lead(&self, address: &str) -> impl Future<Output = Result<Option<LeaderLease>>> + Send {
         let _ = address;
         async { Err(unsupported_leadership()) }
@@ -166,7 +169,8 @@ pub trait LogStore: Send + Sync {
     /// Returns the latest leader term, if an instance ever led this log.
     ///
     /// # Errors
-    /// As [`LogStore::try_lead`].
+    /// [`StorageError::Unsupported`] and [`StorageError::Unavailable`] as
+    /// [`LogStore::try_lead`].
     fn leader_term(&self) -> impl Future<Output = Result<Option<LeaderTerm>>> + Send {
         async { Err(unsupported_leadership()) }
     }

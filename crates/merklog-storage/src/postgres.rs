@@ -353,10 +353,7 @@ impl LogStore for PgStore {
     }
 
     async fn try_lead(&self, address: &str) -> Result<Option<LeaderLease>> {
-        if crate::leader::lock_held(&self.pool).await? {
-            return Ok(None);
-        }
-        LeaderLease::try_acquire(&self.pool.connect_options(), address).await
+        crate::leader::try_lead(&self.pool, address).await
     }
 
     async fn leader_term(&self) -> Result<Option<LeaderTerm>> {

@@ -16,6 +16,12 @@ use crate::{Batch, Entry, LeafNodes, LeafTile, LogStore, Result};
 /// `DATABASE_URL` is not set.
 pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 
+/// Returns the URL of the test server's administrative database:
+/// `DATABASE_URL`, default [`DEFAULT_DATABASE_URL`].
+pub fn admin_url() -> String {
+    std::env::var("DATABASE_URL").unwrap_or_else(|_| DEFAULT_DATABASE_URL.to_owned())
+}
+
 /// A fresh PostgreSQL database, dropped (with `WITH (FORCE)`, which ends its
 /// connections) when the guard is dropped.
 #[derive(Debug)]
@@ -43,9 +49,26 @@ impl TempPostgres {
     /// # Errors
     /// When the server cannot be reached or refuses `CREATE DATABASE`.
     pub async fn try_create() -> Result<(String, TempPostgres), sqlx::Error> {
+        Self::try_create_owned_by(None).await
+    }
+
+    /// Like [`TempPostgres::create`], with the database owned by `owner`
+    /// instead of the administrative user, as a database set up for merklog
+    /// is (docs/STORAGE.md).
+    ///
+    /// # Panics
+    /// As [`TempPostgres::create`].
+    pub async fn create_owned_by(owner: &TempRole) -> (String, TempPostgres) {
+        Self::try_create_owned_by(Some(owner.name()))
+            .await
+            .unwrap_or_else(|e| panic!("cannot create a test database: {e}"))
+    }
+
+    async fn try_create_owned_by(
+        owner: Option<&str>,
+    ) -> Result<(String, TempPostgres), sqlx::Error> {
         static COUNTER: AtomicU32 = AtomicU32::new(0);
-        let admin_url =
-            std::env::var("DATABASE_URL").unwrap_or_else(|_| DEFAULT_DATABASE_URL.to_owned());
+        let admin_url = admin_url();
         let name = format!(
             "merklog_test_{}_{}_{:08x}",
             std::process::id(),
@@ -57,8 +80,9 @@ impl TempPostgres {
         url.set_path(&name);
 
         let mut admin = PgConnection::connect(&admin_url).await?;
+        let owner = owner.map(|o| format!(" OWNER \"{o}\"")).unwrap_or_default();
         admin
-            .execute(format!("CREATE DATABASE \"{name}\"").as_str())
+            .execute(format!("CREATE DATABASE \"{name}\"{owner}").as_str())
             .await?;
         admin.close().await?;
         Ok((url.to_string(), TempPostgres { admin_url, name }))
@@ -78,29 +102,129 @@ impl TempPostgres {
 
 impl Drop for TempPostgres {
     fn drop(&mut self) {
-        let admin_url = self.admin_url.clone();
-        let name = self.name.clone();
-        // Drop cannot await, and may run inside a runtime: drop the database
-        // from a thread with its own small runtime, and wait for it.
-        let dropped = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()?;
-            runtime.block_on(async {
-                let mut admin = PgConnection::connect(&admin_url).await?;
-                admin
-                    .execute(format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)").as_str())
-                    .await?;
-                admin.close().await?;
-                Ok::<_, sqlx::Error>(())
-            })?;
-            Ok::<_, Box<dyn std::error::Error + Send + Sync>>(())
-        })
-        .join();
-        if let Ok(Err(e)) = dropped {
+        // WITH (FORCE) ends the database's connections.
+        let sql = format!("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", self.name);
+        if let Err(e) = admin_statement_blocking(&self.admin_url, sql) {
             eprintln!("could not drop test database {}: {e}", self.name);
         }
     }
+}
+
+/// Runs `sql` over a new connection to `admin_url` and waits for it, from
+/// a thread with its own small runtime: Drop cannot await, and may run
+/// inside a runtime.
+fn admin_statement_blocking(
+    admin_url: &str,
+    sql: String,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    let admin_url = admin_url.to_owned();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        runtime.block_on(async {
+            let mut admin = PgConnection::connect(&admin_url).await?;
+            admin.execute(sql.as_str()).await?;
+            admin.close().await?;
+            Ok::<_, sqlx::Error>(())
+        })?;
+        Ok(())
+    })
+    .join()
+    .map_err(|_| "the thread running an administrative statement panicked")?
+}
+
+/// A LOGIN role for one test, dropped when the guard is dropped (so drop
+/// the databases it owns first). Roles are cluster-wide: each has a unique
+/// name.
+#[derive(Debug)]
+pub struct TempRole {
+    admin_url: String,
+    name: String,
+}
+
+impl TempRole {
+    /// Creates a LOGIN role named `prefix` plus a unique suffix, with the
+    /// further role `attributes` (`"NOSUPERUSER CREATEROLE"`, or `""`), and
+    /// grants it the roles `granted`, on the server of [`admin_url`].
+    /// Create it before the databases that grant it anything, so that they
+    /// are dropped first.
+    ///
+    /// # Panics
+    /// When the role cannot be created: this is for tests.
+    pub async fn create(prefix: &str, attributes: &str, granted: &[&str]) -> TempRole {
+        let admin_url = admin_url();
+        let name = format!(
+            "{prefix}_{}_{:08x}",
+            std::process::id(),
+            rand::thread_rng().gen::<u32>()
+        );
+        let mut admin = PgConnection::connect(&admin_url)
+            .await
+            .unwrap_or_else(|e| panic!("cannot connect to {admin_url}: {e}"));
+        let mut sql = format!("CREATE ROLE \"{name}\" LOGIN {attributes}");
+        for role in granted {
+            sql.push_str(&format!("; GRANT \"{role}\" TO \"{name}\""));
+        }
+        admin
+            .execute(sql.as_str())
+            .await
+            .unwrap_or_else(|e| panic!("cannot create role {name}: {e}"));
+        let _ = admin.close().await;
+        TempRole { admin_url, name }
+    }
+
+    /// Returns the role's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Returns `db_url` with this role as the user.
+    ///
+    /// # Panics
+    /// When `db_url` is not a URL.
+    pub fn url(&self, db_url: &str) -> String {
+        let mut url = url::Url::parse(db_url).expect("a database URL");
+        url.set_username(&self.name).expect("a URL with a host");
+        url.to_string()
+    }
+}
+
+impl Drop for TempRole {
+    /// Drops the role even when the test panicked.
+    fn drop(&mut self) {
+        let sql = format!("DROP ROLE IF EXISTS \"{}\"", self.name);
+        if let Err(e) = admin_statement_blocking(&self.admin_url, sql) {
+            eprintln!("could not drop test role {}: {e}", self.name);
+        }
+    }
+}
+
+/// Asserts that `sql` fails on `conn` with SQLSTATE 42501 (insufficient
+/// privilege), which the store reports as
+/// [`StorageError::PermissionDenied`](crate::StorageError::PermissionDenied).
+///
+/// # Panics
+/// When it does not: this is for tests.
+pub async fn assert_denied(conn: &mut PgConnection, sql: &str) {
+    let err = conn
+        .execute(sql)
+        .await
+        .expect_err(&format!("{sql} must be denied"));
+    let db = err.as_database_error().expect("a database error");
+    assert_eq!(
+        db.code().as_deref(),
+        Some("42501"),
+        "{sql}: {}",
+        db.message()
+    );
+    assert!(
+        matches!(
+            crate::StorageError::from(err),
+            crate::StorageError::PermissionDenied { .. }
+        ),
+        "{sql}"
+    );
 }
 
 /// A SQLite file path in a fresh temporary directory, removed with the

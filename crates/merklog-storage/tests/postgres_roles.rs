@@ -2,109 +2,19 @@
 //! append and read through the store and in SQL, and nothing else; one
 //! granted `merklog_reader` can only read.
 
-use merklog_storage::testing::{TempPostgres, TestLog};
+use merklog_storage::testing::{assert_denied, TempPostgres, TempRole, TestLog};
 use merklog_storage::{AnyStore, LogStore, StorageError};
 use sqlx::{Connection, Executor, PgConnection};
 
-/// A LOGIN role for one test, granted `granted`, dropped at the end.
-struct TestRole {
-    admin_url: String,
-    name: String,
-}
-
-impl TestRole {
-    async fn create(admin_url: &str, granted: &str) -> TestRole {
-        let name = format!(
-            "merklog_test_role_{}_{:x}",
-            std::process::id(),
-            rand_suffix()
-        );
-        let mut admin = PgConnection::connect(admin_url).await.unwrap();
-        admin
-            .execute(format!("CREATE ROLE {name} LOGIN; GRANT {granted} TO {name}").as_str())
-            .await
-            .unwrap();
-        admin.close().await.unwrap();
-        TestRole {
-            admin_url: admin_url.to_owned(),
-            name,
-        }
-    }
-
-    /// Returns `db_url` with this role as the user.
-    fn url(&self, db_url: &str) -> String {
-        let mut url = url::Url::parse(db_url).unwrap();
-        url.set_username(&self.name).unwrap();
-        url.to_string()
-    }
-}
-
-impl Drop for TestRole {
-    /// Drops the role even when the test panicked; from a thread of its own
-    /// because Drop cannot await.
-    fn drop(&mut self) {
-        let (admin_url, name) = (self.admin_url.clone(), self.name.clone());
-        let _ = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            runtime.block_on(async {
-                let mut admin = PgConnection::connect(&admin_url).await.unwrap();
-                admin
-                    .execute(format!("DROP ROLE IF EXISTS {name}").as_str())
-                    .await
-                    .unwrap();
-                admin.close().await.unwrap();
-            });
-        })
-        .join();
-    }
-}
-
-fn rand_suffix() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u64(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos() as u64,
-    );
-    h.finish()
-}
-
-/// Asserts that `sql` fails with SQLSTATE 42501 (insufficient privilege).
-async fn denied(conn: &mut PgConnection, sql: &str) {
-    let err = conn
-        .execute(sql)
-        .await
-        .expect_err(&format!("{sql} must be denied"));
-    let db = err.as_database_error().expect("a database error");
-    assert_eq!(
-        db.code().as_deref(),
-        Some("42501"),
-        "{sql}: {}",
-        db.message()
-    );
-    assert!(
-        matches!(
-            StorageError::from(err),
-            StorageError::PermissionDenied { .. }
-        ),
-        "{sql}"
-    );
-}
-
 #[tokio::test]
 async fn writer_can_insert_and_select_only() {
-    let (url, db) = TempPostgres::create().await;
+    let (url, _db) = TempPostgres::create().await;
     // The owner (a superuser here) creates the schema.
     let owner = AnyStore::open(&url).await.unwrap();
     let mut log = TestLog::new();
     owner.append_batch(&log.next_batch(4, 40)).await.unwrap();
 
-    let role = TestRole::create(db.admin_url(), "merklog_writer").await;
+    let role = TempRole::create("merklog_test_role", "", &["merklog_writer"]).await;
     {
         // The service's own path: open (migrations are current, so none is
         // run), append, read.
@@ -164,7 +74,7 @@ async fn writer_can_insert_and_select_only() {
             "SET session_replication_role = replica",
             "GRANT merklog_writer TO merklog_reader",
         ] {
-            denied(&mut conn, sql).await;
+            assert_denied(&mut conn, sql).await;
         }
         conn.close().await.unwrap();
     }
@@ -173,12 +83,12 @@ async fn writer_can_insert_and_select_only() {
 
 #[tokio::test]
 async fn reader_can_only_select() {
-    let (url, db) = TempPostgres::create().await;
+    let (url, _db) = TempPostgres::create().await;
     let owner = AnyStore::open(&url).await.unwrap();
     let mut log = TestLog::new();
     owner.append_batch(&log.next_batch(4, 40)).await.unwrap();
 
-    let role = TestRole::create(db.admin_url(), "merklog_reader").await;
+    let role = TempRole::create("merklog_test_role", "", &["merklog_reader"]).await;
     {
         let mut conn = PgConnection::connect(&role.url(&url)).await.unwrap();
         conn.execute("SELECT idx, leaf_hash, nodes FROM leaves")
@@ -195,7 +105,7 @@ async fn reader_can_only_select() {
             "TRUNCATE tree_heads",
             "DROP TABLE leaves",
         ] {
-            denied(&mut conn, sql).await;
+            assert_denied(&mut conn, sql).await;
         }
         conn.close().await.unwrap();
         // Through the store too: reads work, the append is denied.
