@@ -11,6 +11,8 @@
 //! - [`check`]: the checks themselves, pure, shared with the offline tools.
 //! - [`offline`]: checking saved documents with a public key and no server.
 //! - [`json`]: the documents of `docs/FORMATS.md`.
+//! - [`private_file`]: writing a file only its owner may read, atomically
+//!   (the state file here; `merklog keygen`'s key file).
 //!
 //! It does not read the log's database (that is `merklog verify-store`), and
 //! it does not choose what to do about a failure: it reports it, with the
@@ -21,6 +23,7 @@ mod client;
 mod error;
 pub mod json;
 pub mod offline;
+pub mod private_file;
 mod state;
 
 pub use check::{verify_head, VerifiedHead};
