@@ -20,16 +20,18 @@
 
 pub mod check;
 mod client;
+mod clock;
 mod error;
 pub mod json;
 pub mod offline;
 pub mod private_file;
 mod state;
 
-pub use check::{verify_head, VerifiedHead};
+pub use check::{verify_head, VerifiedHead, DEFAULT_MAX_CLOCK_SKEW};
 pub use client::{
-    AppendReceipt, AppendedEntry, Client, ClientTls, LogEntry, LogInfo, ProvenConsistency,
-    ProvenInclusion, ServedEntry, StateFileCheck,
+    AppendReceipt, AppendedEntry, Client, ClientOptions, ClientTls, LogEntry, LogInfo,
+    ProvenConsistency, ProvenInclusion, ServedEntry, StateFileCheck,
 };
-pub use error::{ClientError, Result};
+pub use clock::{Clock, FixedClock, SystemClock};
+pub use error::{ClientError, Escaped, Result};
 pub use state::TrustState;
