@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use merklog_proto::v1::log_client::LogClient;
-use merklog_server::{ServerConfig, SystemClock};
+use merklog_server::{Clock, ServerConfig, SystemClock};
 use merklog_sth::LogSigner;
 use merklog_storage::LogStore;
 use tokio::sync::oneshot;
@@ -35,7 +35,21 @@ impl TestServer {
         signer: LogSigner,
         config: ServerConfig,
     ) -> anyhow::Result<Self> {
-        Self::start_with_client_tls(store, signer, config, None).await
+        Self::start_with_client_tls(store, signer, config, None, Arc::new(SystemClock)).await
+    }
+
+    /// Starts a server as [`TestServer::start`] does, whose heads are dated
+    /// by `clock` (one that runs ahead, say).
+    ///
+    /// # Errors
+    /// Whatever [`merklog_server::serve`] fails with before it serves.
+    pub async fn start_with_clock<S: LogStore + 'static>(
+        store: Arc<S>,
+        signer: LogSigner,
+        config: ServerConfig,
+        clock: Arc<dyn Clock>,
+    ) -> anyhow::Result<Self> {
+        Self::start_with_client_tls(store, signer, config, None, clock).await
     }
 
     /// Starts a server as [`TestServer::start`] does, with `config.tls` set;
@@ -49,7 +63,7 @@ impl TestServer {
         config: ServerConfig,
         tls: ClientTlsConfig,
     ) -> anyhow::Result<Self> {
-        Self::start_with_client_tls(store, signer, config, Some(tls)).await
+        Self::start_with_client_tls(store, signer, config, Some(tls), Arc::new(SystemClock)).await
     }
 
     async fn start_with_client_tls<S: LogStore + 'static>(
@@ -57,6 +71,7 @@ impl TestServer {
         signer: LogSigner,
         config: ServerConfig,
         tls: Option<ClientTlsConfig>,
+        clock: Arc<dyn Clock>,
     ) -> anyhow::Result<Self> {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
@@ -66,7 +81,7 @@ impl TestServer {
             config,
             store,
             signer,
-            Arc::new(SystemClock),
+            clock,
             async move {
                 let _ = stopped.await;
             },

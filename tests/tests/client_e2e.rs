@@ -256,6 +256,7 @@ async fn client_sends_its_bearer_token() {
         tls_ca: None,
         tls_cert: None,
         tls_key: None,
+        safety: merklog_cli::client::SafetyArgs::default(),
     };
     let append = |log: merklog_cli::client::LogArgs| merklog_cli::client::append::AppendArgs {
         log,

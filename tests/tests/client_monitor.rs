@@ -6,7 +6,7 @@ mod client_common;
 
 use client_common::{signer, Log, Scratch};
 use merklog_cli::client::monitor::{self, check_once, MonitorArgs};
-use merklog_cli::client::{OutputArgs, Progress};
+use merklog_cli::client::{OutputArgs, Progress, SafetyArgs};
 use merklog_client::json::TreeHeadJson;
 use merklog_client::{Client, ClientError};
 use merklog_sth::LogSigner;
@@ -34,6 +34,7 @@ fn monitor_args(log: &Log, scratch: &Scratch, state: &std::path::Path) -> Monito
         once: true,
         interval: 1,
         check_entries: true,
+        safety: SafetyArgs::default(),
         out: OutputArgs { json: true },
     }
 }

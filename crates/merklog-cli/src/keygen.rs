@@ -1,8 +1,8 @@
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use merklog_sth::LogSigner;
+use merklog_client::private_file::{write_private, Existing};
+use merklog_sth::{LogSigner, Zeroizing};
 
 #[derive(clap::Args)]
 pub struct KeygenArgs {
@@ -98,37 +98,34 @@ pub fn cert_fingerprint(args: CertFingerprintArgs) -> anyhow::Result<()> {
 }
 
 /// Writes `signer`'s key to `path`, readable by its owner only.
+///
+/// With `overwrite`, the key goes to a new file (mode 0600, under a random
+/// name, created exclusively) that is renamed over `path`: the old file's
+/// mode is not kept, and a symbolic link at `path` is replaced, not written
+/// through. Without it, `path` must not exist.
 pub fn write_private_key(path: &Path, signer: &LogSigner, overwrite: bool) -> anyhow::Result<()> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true);
-    if overwrite {
-        options.create(true).truncate(true);
+    let existing = if overwrite {
+        Existing::Replace
     } else {
-        options.create_new(true);
-    }
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    let mut file = options.open(path).with_context(|| {
+        Existing::Keep
+    };
+    write_private(path, signer.to_pkcs8_pem().as_bytes(), existing).with_context(|| {
         format!(
             "cannot create {} (use --force to overwrite an existing key)",
             path.display()
         )
-    })?;
-    file.write_all(signer.to_pkcs8_pem().as_bytes())?;
-    file.sync_all()?;
-    Ok(())
+    })
 }
 
-/// Reads a PKCS#8 PEM private key.
+/// Reads a PKCS#8 PEM private key; the text is wiped once parsed.
 pub fn read_private_key(path: &Path) -> anyhow::Result<LogSigner> {
-    let pem = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read the key file {}", path.display()))?;
+    let pem = Zeroizing::new(
+        std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read the key file {}", path.display()))?,
+    );
     LogSigner::from_pkcs8_pem(&pem).with_context(|| format!("in {}", path.display()))
 }
 
@@ -164,6 +161,32 @@ mod tests {
         assert_eq!(
             read_private_key(&path).unwrap().public_key(),
             other.public_key()
+        );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn force_writes_a_fresh_owner_only_file_and_replaces_links() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log-key.pem");
+        std::fs::write(&path, "old").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let signer = LogSigner::generate(&mut rand_core::OsRng);
+        write_private_key(&path, &signer, true).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+
+        let target = dir.path().join("elsewhere.pem");
+        std::fs::write(&target, "not a key").unwrap();
+        std::fs::remove_file(&path).unwrap();
+        std::os::unix::fs::symlink(&target, &path).unwrap();
+        write_private_key(&path, &signer, true).unwrap();
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "not a key");
+        assert!(std::fs::symlink_metadata(&path).unwrap().is_file());
+        assert_eq!(
+            read_private_key(&path).unwrap().public_key(),
+            signer.public_key()
         );
     }
 }

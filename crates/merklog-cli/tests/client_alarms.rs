@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use merklog_cli::client::monitor::{self, Monitor, MonitorArgs, MAX_CONSISTENCY_REFUSALS};
 use merklog_cli::client::verify::{check, VerifyArgs};
-use merklog_cli::client::{CommandError, OutputArgs, Progress};
+use merklog_cli::client::{CommandError, OutputArgs, Progress, SafetyArgs};
 use merklog_client::json::{InclusionProofJson, ProofJson, TreeHeadJson};
 use merklog_client::ClientError;
 use merklog_merkle::{
@@ -252,6 +252,7 @@ fn monitor_args(url: &str, key: PathBuf, state: PathBuf, once: bool) -> MonitorA
         once,
         interval: 0,
         check_entries: false,
+        safety: SafetyArgs::default(),
         out: OutputArgs { json: true },
     }
 }

@@ -2,6 +2,8 @@
 //! offline `verify`: a head's signature and log, a proof against a head, and
 //! whether a new head may follow a trusted one.
 
+use std::time::Duration;
+
 use merklog_merkle::{verify_consistency, verify_inclusion, Hash};
 use merklog_sth::{LogId, PublicKey, SignedTreeHead};
 
@@ -81,6 +83,28 @@ pub fn verify_head(
         sth: sth.clone(),
         log_id,
     })
+}
+
+/// How far past this machine's clock a log may date a head unless told
+/// otherwise: clocks drift, and a head is signed a moment before it is read.
+pub const DEFAULT_MAX_CLOCK_SKEW: Duration = Duration::from_secs(300);
+
+/// Checks that `head` is not dated more than `max_skew` after `now_ms`
+/// (this machine's clock, in ms since the Unix epoch).
+///
+/// # Errors
+/// [`ClientError::FutureHead`] when it is.
+pub fn check_not_future(head: &VerifiedHead, now_ms: u64, max_skew: Duration) -> Result<()> {
+    let max_skew_ms = u64::try_from(max_skew.as_millis()).unwrap_or(u64::MAX);
+    if head.timestamp_ms() > now_ms.saturating_add(max_skew_ms) {
+        return Err(ClientError::FutureHead {
+            tree_size: head.tree_size(),
+            timestamp_ms: head.timestamp_ms(),
+            now_ms,
+            max_skew_ms,
+        });
+    }
+    Ok(())
 }
 
 /// Checks a saved tree head document with `key`.
@@ -301,6 +325,47 @@ pub(crate) mod tests {
         );
         let err = verify_head(key, &sth, other.public_key().log_id()).unwrap_err();
         assert!(matches!(err, ClientError::WrongLog { .. }), "{err}");
+    }
+
+    #[test]
+    fn heads_dated_past_the_allowed_skew_are_refused() {
+        let signer = LogSigner::generate(&mut rand_core::OsRng);
+        let now = 1_700_000_000_000;
+        let skew = Duration::from_secs(300);
+        let at = |timestamp_ms| {
+            let sth = signer.sign(TreeHead {
+                tree_size: 3,
+                timestamp_ms,
+                root_hash: leaf_hash(b"x"),
+            });
+            verify_head(signer.public_key(), &sth, signer.public_key().log_id()).unwrap()
+        };
+        check_not_future(&at(now - 1), now, skew).unwrap();
+        check_not_future(&at(now + 300_000), now, skew).unwrap();
+        let err = check_not_future(&at(now + 300_001), now, skew).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                ClientError::FutureHead {
+                    tree_size: 3,
+                    timestamp_ms: 1_700_000_300_001,
+                    now_ms: 1_700_000_000_000,
+                    max_skew_ms: 300_000
+                }
+            ),
+            "{err:?}"
+        );
+        assert!(err.is_verification_failure());
+        assert_eq!(err.kind(), "future_head");
+        let text = err.to_string();
+        assert!(
+            text.contains("300001 ms past this machine's clock"),
+            "{text}"
+        );
+        assert!(text.contains("--max-clock-skew"), "{text}");
+        // No overflow at the ends of the range.
+        check_not_future(&at(u64::MAX), u64::MAX, skew).unwrap();
+        check_not_future(&at(0), 0, Duration::MAX).unwrap();
     }
 
     #[test]

@@ -2,6 +2,8 @@
 //! returned, and every new tree head is linked to the trusted one.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
 
 use merklog_merkle::{empty_root, leaf_hash, CompactRange, Hash};
 use merklog_proto::v1::{self, get_inclusion_proof_request::Leaf, log_client::LogClient};
@@ -12,8 +14,10 @@ use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
 use crate::check::{
-    check_consistency, check_heads_consistent, check_inclusion, verify_head, VerifiedHead,
+    check_consistency, check_heads_consistent, check_inclusion, check_not_future, verify_head,
+    VerifiedHead, DEFAULT_MAX_CLOCK_SKEW,
 };
+use crate::clock::{Clock, SystemClock};
 use crate::json::{ConsistencyProofJson, EntryJson, InclusionProofJson};
 use crate::state::TrustState;
 use crate::{ClientError, Result};
@@ -192,6 +196,50 @@ impl std::fmt::Debug for ClientTls {
     }
 }
 
+/// How a [`Client`] connects and what it tolerates.
+/// [`ClientOptions::default`] is the safe choice: no TLS, no token, heads
+/// dated up to [`DEFAULT_MAX_CLOCK_SKEW`] past the system clock.
+#[derive(Clone)]
+pub struct ClientOptions {
+    /// What to trust and present on an `https://` endpoint.
+    pub tls: Option<ClientTls>,
+    /// A bearer token, sent as `authorization: Bearer <token>` with every
+    /// call (see [`Client::with_token`]).
+    pub token: Option<String>,
+    /// Send the token over plain `http://` to a host that is not loopback.
+    /// Anyone on the network path can then read and replay it.
+    pub allow_insecure_token: bool,
+    /// How far past `clock` the log may date a head before it is refused
+    /// ([`ClientError::FutureHead`]).
+    pub max_clock_skew: Duration,
+    /// This machine's clock.
+    pub clock: Arc<dyn Clock>,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        ClientOptions {
+            tls: None,
+            token: None,
+            allow_insecure_token: false,
+            max_clock_skew: DEFAULT_MAX_CLOCK_SKEW,
+            clock: Arc::new(SystemClock),
+        }
+    }
+}
+
+impl std::fmt::Debug for ClientOptions {
+    // The token stays out of logs.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientOptions")
+            .field("tls", &self.tls)
+            .field("token", &self.token.is_some())
+            .field("allow_insecure_token", &self.allow_insecure_token)
+            .field("max_clock_skew", &self.max_clock_skew)
+            .finish_non_exhaustive()
+    }
+}
+
 /// A client of one log, pinned to its public key.
 ///
 /// It trusts the first head it verifies (or the one in its state file) and,
@@ -210,6 +258,9 @@ pub struct Client {
     state_path: Option<PathBuf>,
     /// The log's `max_page_size`, once asked.
     page_size: Option<u64>,
+    allow_insecure_token: bool,
+    max_clock_skew: Duration,
+    clock: Arc<dyn Clock>,
 }
 
 impl std::fmt::Debug for Client {
@@ -246,11 +297,38 @@ impl Client {
         key: PublicKey,
         tls: Option<&ClientTls>,
     ) -> Result<Self> {
+        let options = ClientOptions {
+            tls: tls.cloned(),
+            ..ClientOptions::default()
+        };
+        Self::connect_with(endpoint, key, options).await
+    }
+
+    /// Connects as [`Client::connect_with_tls`] does, with `options`. A
+    /// token that may not go to `endpoint` is refused before any
+    /// connection is made.
+    ///
+    /// # Errors
+    /// [`ClientError::InsecureToken`] for a token over plain `http://` to a
+    /// host that is not loopback, unless `options.allow_insecure_token`;
+    /// [`ClientError::Input`] for a token that cannot be sent in a header;
+    /// as [`Client::connect_with_tls`].
+    pub async fn connect_with(
+        endpoint: &str,
+        key: PublicKey,
+        options: ClientOptions,
+    ) -> Result<Self> {
         let url = if endpoint.contains("://") {
             endpoint.to_owned()
         } else {
             format!("http://{endpoint}")
         };
+        let token = options
+            .token
+            .as_deref()
+            .map(|t| token_header(&url, t, options.allow_insecure_token))
+            .transpose()?;
+        let tls = options.tls.as_ref();
         let transport = |reason: String| ClientError::Transport {
             endpoint: url.clone(),
             reason,
@@ -293,7 +371,7 @@ impl Client {
             .map_err(|e| transport(source_chain(&e)))?;
         let log_id = key.log_id();
         Ok(Client {
-            rpc: rpc(channel.clone(), BearerToken(None)),
+            rpc: rpc(channel.clone(), BearerToken(token)),
             channel,
             endpoint: url,
             key,
@@ -302,6 +380,9 @@ impl Client {
             edge: None,
             state_path: None,
             page_size: None,
+            allow_insecure_token: options.allow_insecure_token,
+            max_clock_skew: options.max_clock_skew,
+            clock: options.clock,
         })
     }
 
@@ -370,17 +451,16 @@ impl Client {
     }
 
     /// Sends `token` as `authorization: Bearer <token>` with every call, for
-    /// a log that requires one to append (or to read).
+    /// a log that requires one to append (or to read). The header is marked
+    /// sensitive, so HTTP/2 never adds it to its header compression table.
     ///
     /// # Errors
-    /// [`ClientError::Input`] when the token cannot be sent in a header.
+    /// [`ClientError::InsecureToken`] for a plain `http://` endpoint that is
+    /// not loopback (unless the client was connected with
+    /// [`ClientOptions::allow_insecure_token`]); [`ClientError::Input`] when
+    /// the token cannot be sent in a header.
     pub fn with_token(mut self, token: &str) -> Result<Self> {
-        let value = format!("Bearer {}", token.trim())
-            .parse::<AsciiMetadataValue>()
-            .map_err(|e| ClientError::Input {
-                what: "token".into(),
-                reason: format!("not a valid header value: {e}"),
-            })?;
+        let value = token_header(&self.endpoint, token, self.allow_insecure_token)?;
         self.rpc = rpc(self.channel.clone(), BearerToken(Some(value)));
         Ok(self)
     }
@@ -567,10 +647,15 @@ impl Client {
         Ok(hashes_from_wire(&reply.proof, "proof")?)
     }
 
+    /// Checks a head the log served: signed by the pinned key for the pinned
+    /// log, and not dated past this machine's clock by more than the
+    /// allowed skew. Every head from the log comes through here.
     fn verify_wire_head(&self, wire: &v1::SignedTreeHead, field: &str) -> Result<VerifiedHead> {
         let sth = merklog_proto::sth_from_wire(wire, field)?;
         let log_id = hash_from_wire(&wire.log_id, &format!("{field}.log_id"))?;
-        verify_head(&self.key, &sth, LogId(log_id.0))
+        let head = verify_head(&self.key, &sth, LogId(log_id.0))?;
+        check_not_future(&head, self.clock.now_ms(), self.max_clock_skew)?;
+        Ok(head)
     }
 
     /// Checks a head the log sent along with a proof: signed, and
@@ -1027,6 +1112,48 @@ impl tonic::service::Interceptor for BearerToken {
     }
 }
 
+/// Returns the `authorization` header for `token`, marked sensitive, once
+/// it may be sent to `url`: over TLS, or in clear text only to this
+/// machine, unless `allow_insecure`.
+fn token_header(url: &str, token: &str, allow_insecure: bool) -> Result<AsciiMetadataValue> {
+    if url.starts_with("http://") && !allow_insecure && !is_loopback(url) {
+        return Err(ClientError::InsecureToken {
+            endpoint: url.to_owned(),
+        });
+    }
+    let mut value = format!("Bearer {}", token.trim())
+        .parse::<AsciiMetadataValue>()
+        .map_err(|e| ClientError::Input {
+            what: "token".into(),
+            reason: format!("not a valid header value: {e}"),
+        })?;
+    value.set_sensitive(true);
+    Ok(value)
+}
+
+/// Returns true when `url`'s host is this machine: `localhost`, an address
+/// in 127.0.0.0/8, or `::1` (also as `::ffff:127.x.y.z`). A host that does
+/// not parse is not loopback.
+fn is_loopback(url: &str) -> bool {
+    let Ok(uri) = url.parse::<tonic::transport::Uri>() else {
+        return false;
+    };
+    let Some(host) = uri.host() else {
+        return false;
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.eq_ignore_ascii_case("localhost") || host.eq_ignore_ascii_case("localhost.") {
+        return true;
+    }
+    match host.parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V4(ip)) => ip.is_loopback(),
+        Ok(std::net::IpAddr::V6(ip)) => {
+            ip.is_loopback() || ip.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
+        }
+        Err(_) => false,
+    }
+}
+
 fn rpc(
     channel: Channel,
     token: BearerToken,
@@ -1058,4 +1185,56 @@ fn source_chain(e: &dyn std::error::Error) -> String {
         source = s.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_go_in_clear_text_only_to_this_machine() {
+        for url in [
+            "http://127.0.0.1:7300",
+            "http://127.8.9.10",
+            "http://[::1]:7300",
+            "http://[::ffff:127.0.0.1]:7300",
+            "http://localhost:7300",
+            "http://LOCALHOST",
+            "https://10.255.255.1:7300",
+            "https://log.example",
+        ] {
+            let value = token_header(url, " secret ", false).unwrap();
+            assert_eq!(value.to_str().unwrap(), "Bearer secret", "{url}");
+            assert!(value.is_sensitive(), "{url}");
+        }
+        for url in [
+            "http://10.255.255.1:7300",
+            "http://log.example:7300",
+            "http://localhost.example",
+            "http://[::2]:7300",
+            "http://128.0.0.1",
+            "http://user@",
+        ] {
+            let err = token_header(url, "secret", false).unwrap_err();
+            assert!(
+                matches!(&err, ClientError::InsecureToken { endpoint } if endpoint == url),
+                "{url}: {err:?}"
+            );
+            assert!(err.to_string().contains("--allow-insecure-token"), "{err}");
+            assert!(!err.is_verification_failure());
+            assert!(token_header(url, "secret", true).unwrap().is_sensitive());
+        }
+        // What goes on the wire is still marked sensitive.
+        let header = token_header("http://127.0.0.1:7300", "secret", false).unwrap();
+        let request = tonic::service::Interceptor::call(
+            &mut BearerToken(Some(header)),
+            tonic::Request::new(()),
+        )
+        .unwrap();
+        assert!(request
+            .metadata()
+            .get("authorization")
+            .unwrap()
+            .is_sensitive());
+    }
 }

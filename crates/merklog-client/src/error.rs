@@ -1,9 +1,15 @@
+use std::fmt;
 use std::path::PathBuf;
 
 use merklog_merkle::Hash;
 use merklog_sth::LogId;
 
 /// Everything a verifying client can fail with.
+///
+/// Text that came from the log (a status message, a transport error's
+/// cause) or from a file is shown with its control characters escaped
+/// ([`Escaped`]), so a hostile log cannot drive the user's terminal through
+/// an error message; the variants keep it as it came, for matching.
 ///
 /// The variants fall in two classes, told apart by
 /// [`ClientError::is_verification_failure`]: the log (or a saved file) failed
@@ -13,18 +19,18 @@ use merklog_sth::LogId;
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     /// The log could not be reached.
-    #[error("cannot connect to the log at {endpoint}: {reason}")]
+    #[error("cannot connect to the log at {endpoint}: {}", Escaped(.reason))]
     Transport { endpoint: String, reason: String },
     /// The log answered with an error status.
-    #[error("the log answered {code:?}: {message}")]
+    #[error("the log answered {code:?}: {}", Escaped(.message))]
     Status { code: tonic::Code, message: String },
     /// The call failed on this side before the log answered: a refused TLS
     /// handshake, a connection that broke or was refused.
-    #[error("the call to the log failed before it answered ({code:?}): {message}")]
+    #[error("the call to the log failed before it answered ({code:?}): {}", Escaped(.message))]
     Connection { code: tonic::Code, message: String },
     /// The log sent a message that cannot be read: a hash of the wrong
     /// length, a missing field.
-    #[error("the log sent a malformed response: {field}: {reason}")]
+    #[error("the log sent a malformed response: {field}: {}", Escaped(.reason))]
     Malformed { field: String, reason: String },
     /// The log answered something other than what was asked: another index,
     /// another tree size, another leaf.
@@ -116,10 +122,10 @@ pub enum ClientError {
     )]
     NoSignedHead { tree_size: u64 },
     /// A saved tree head, proof or state could not be read.
-    #[error("{what}: {reason}")]
+    #[error("{what}: {}", Escaped(.reason))]
     Input { what: String, reason: String },
     /// The state file could not be read or written.
-    #[error("state file {}: {reason}", path.display())]
+    #[error("state file {}: {}", path.display(), Escaped(.reason))]
     State { path: PathBuf, reason: String },
     /// The head saved in the state file fails its check with the pinned key
     /// (`reason` is [`ClientError::BadSignature`] or
@@ -130,6 +136,22 @@ pub enum ClientError {
         path: PathBuf,
         reason: Box<ClientError>,
     },
+    /// The log dated a head further past this machine's clock than the
+    /// allowed skew. A log that signs heads in the future can make every
+    /// later honest head look as if time went back; a client that trusted
+    /// one would raise that alarm on every later check.
+    #[error("future head: the log signed the tree head of size {tree_size} at {timestamp_ms} ms since the Unix epoch, {} ms past this machine's clock ({now_ms} ms), more than the allowed skew of {max_skew_ms} ms (--max-clock-skew); a log must not date its heads in the future: check this machine's clock, and keep the signed head as evidence", timestamp_ms.saturating_sub(*now_ms))]
+    FutureHead {
+        tree_size: u64,
+        timestamp_ms: u64,
+        now_ms: u64,
+        max_skew_ms: u64,
+    },
+    /// A bearer token was to be sent in clear text (`http://`) to a host
+    /// that is not this machine: anyone on the path could read and replay
+    /// it. Loopback addresses (127.0.0.0/8, ::1, `localhost`) are allowed.
+    #[error("refusing to send the bearer token in clear text to {endpoint}: use an https:// address (with --tls-ca), or pass --allow-insecure-token if every network path to the log is trusted")]
+    InsecureToken { endpoint: String },
     /// The log dated the head of a larger tree before the head of a smaller
     /// one: a replayed or back-dated head (RFC 6962, section 3.5, requires
     /// each new head to be more recent).
@@ -143,7 +165,7 @@ pub enum ClientError {
     /// The log signed a head larger than the trusted one but refused, time
     /// after time, to prove the trusted tree a prefix of it: a log that
     /// cannot prove consistency may have forked.
-    #[error("consistency refused: the log signed a tree head of size {second_size} but refused {refusals} times in a row to prove it consistent with the tree of size {first_size} (last answer {code:?}: {message}); a log that cannot prove consistency may have forked: keep both signed heads as evidence and ask the log's operator")]
+    #[error("consistency refused: the log signed a tree head of size {second_size} but refused {refusals} times in a row to prove it consistent with the tree of size {first_size} (last answer {code:?}: {}); a log that cannot prove consistency may have forked: keep both signed heads as evidence and ask the log's operator", Escaped(.message))]
     ConsistencyRefused {
         first_size: u64,
         second_size: u64,
@@ -163,6 +185,7 @@ impl ClientError {
             | ClientError::Connection { .. }
             | ClientError::NoSignedHead { .. }
             | ClientError::Input { .. }
+            | ClientError::InsecureToken { .. }
             | ClientError::State { .. } => false,
             ClientError::Malformed { .. }
             | ClientError::Unexpected { .. }
@@ -178,6 +201,7 @@ impl ClientError {
             | ClientError::MissingEntries { .. }
             | ClientError::BadState { .. }
             | ClientError::TimeWentBack { .. }
+            | ClientError::FutureHead { .. }
             | ClientError::ConsistencyRefused { .. } => true,
         }
     }
@@ -206,6 +230,8 @@ impl ClientError {
             ClientError::State { .. } => "state",
             ClientError::BadState { .. } => "bad_state",
             ClientError::TimeWentBack { .. } => "time_went_back",
+            ClientError::FutureHead { .. } => "future_head",
+            ClientError::InsecureToken { .. } => "insecure_token",
             ClientError::ConsistencyRefused { .. } => "consistency_refused",
         }
     }
@@ -257,12 +283,78 @@ impl From<merklog_proto::ConversionError> for ClientError {
     }
 }
 
+/// Shows text from outside (a log's status message, a file's contents)
+/// with its control characters escaped, so that printing it cannot move the
+/// cursor, clear the screen, set the window title or fake a line of output:
+/// C0 controls, DEL and C1 controls. Newline, carriage return and tab become
+/// `\n`, `\r` and `\t`; other C0 controls and DEL `\x1b`-style; C1
+/// controls `\u{9b}`-style. Everything else, backslashes included, is shown
+/// as it is.
+pub struct Escaped<'a>(pub &'a str);
+
+impl fmt::Display for Escaped<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut start = 0;
+        for (at, c) in self.0.char_indices().filter(|(_, c)| c.is_control()) {
+            f.write_str(&self.0[start..at])?;
+            match c {
+                '\n' => f.write_str("\\n")?,
+                '\r' => f.write_str("\\r")?,
+                '\t' => f.write_str("\\t")?,
+                c if u32::from(c) < 0x80 => write!(f, "\\x{:02x}", u32::from(c))?,
+                c => write!(f, "\\u{{{:x}}}", u32::from(c))?,
+            }
+            start = at + c.len_utf8();
+        }
+        f.write_str(&self.0[start..])
+    }
+}
+
 /// The result of every client operation.
 pub type Result<T, E = ClientError> = std::result::Result<T, E>;
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn control_characters_from_the_log_are_escaped() {
+        assert_eq!(
+            Escaped("a\u{1b}[2J\nb\rc\td\u{7f}e\u{9b}f\u{0}g é \\n").to_string(),
+            "a\\x1b[2J\\nb\\rc\\td\\x7fe\\u{9b}f\\x00g é \\n"
+        );
+        // A status message that would clear the screen and fake a line.
+        let hostile = "denied\u{1b}[2J\nmerklog: OK: verified";
+        let e = ClientError::from(tonic::Status::permission_denied(hostile));
+        let text = e.to_string();
+        assert!(!text.contains(|c: char| c.is_control()), "{text:?}");
+        assert!(
+            text.ends_with("denied\\x1b[2J\\nmerklog: OK: verified"),
+            "{text}"
+        );
+        // The variant keeps the text as it came, for matching.
+        assert!(matches!(e, ClientError::Status { message, .. } if message == hostile));
+        for e in [
+            ClientError::Transport {
+                endpoint: "x".into(),
+                reason: hostile.into(),
+            },
+            ClientError::Input {
+                what: "tree head".into(),
+                reason: hostile.into(),
+            },
+            ClientError::ConsistencyRefused {
+                first_size: 1,
+                second_size: 2,
+                refusals: 3,
+                code: tonic::Code::Internal,
+                message: hostile.into(),
+            },
+        ] {
+            let text = e.to_string();
+            assert!(!text.contains(|c: char| c.is_control()), "{text:?}");
+        }
+    }
 
     #[test]
     fn statuses_made_here_are_connection_failures_not_answers() {

@@ -11,6 +11,8 @@
 //! - [`check`]: the checks themselves, pure, shared with the offline tools.
 //! - [`offline`]: checking saved documents with a public key and no server.
 //! - [`json`]: the documents of `docs/FORMATS.md`.
+//! - [`private_file`]: writing a file only its owner may read, atomically
+//!   (the state file here; `merklog keygen`'s key file).
 //!
 //! It does not read the log's database (that is `merklog verify-store`), and
 //! it does not choose what to do about a failure: it reports it, with the
@@ -18,15 +20,18 @@
 
 pub mod check;
 mod client;
+mod clock;
 mod error;
 pub mod json;
 pub mod offline;
+pub mod private_file;
 mod state;
 
-pub use check::{verify_head, VerifiedHead};
+pub use check::{verify_head, VerifiedHead, DEFAULT_MAX_CLOCK_SKEW};
 pub use client::{
-    AppendReceipt, AppendedEntry, Client, ClientTls, LogEntry, LogInfo, ProvenConsistency,
-    ProvenInclusion, ServedEntry, StateFileCheck,
+    AppendReceipt, AppendedEntry, Client, ClientOptions, ClientTls, LogEntry, LogInfo,
+    ProvenConsistency, ProvenInclusion, ServedEntry, StateFileCheck,
 };
-pub use error::{ClientError, Result};
+pub use clock::{Clock, FixedClock, SystemClock};
+pub use error::{ClientError, Escaped, Result};
 pub use state::TrustState;

@@ -1,7 +1,6 @@
 //! The trusted head, kept between runs in a small JSON file.
 
-use std::io::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use merklog_merkle::{CompactRange, Hash};
 use merklog_sth::PublicKey;
@@ -9,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::check::{verify_head_json, VerifiedHead};
 use crate::json::{hex_hashes, TreeHeadJson};
+use crate::private_file::{write_private, Existing};
 use crate::{ClientError, Result};
 
 /// What a long-running client remembers: the last tree head it verified and,
@@ -89,10 +89,16 @@ impl TrustState {
     ) -> Result<bool> {
         let mut lock_name = path.as_os_str().to_owned();
         lock_name.push(".lock");
-        let lock = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
+        let mut options = std::fs::OpenOptions::new();
+        options.create(true).truncate(false).write(true);
+        #[cfg(unix)]
+        {
+            // A link planted at the lock's name must not make this process
+            // create or open a file elsewhere.
+            use std::os::unix::fs::OpenOptionsExt;
+            options.mode(0o600).custom_flags(libc::O_NOFOLLOW);
+        }
+        let lock = options
             .open(&lock_name)
             .map_err(|e| state_error(path, format!("cannot open its lock file: {e}")))?;
         lock.lock()
@@ -112,7 +118,9 @@ impl TrustState {
     }
 
     /// Writes the state for `head` (and `edge`, when it is `head`'s tree) to
-    /// `path` atomically: a reader or a crash sees the old file or the new
+    /// `path` atomically and readable by its owner only, through a
+    /// temporary file with a random name that no planted link can redirect
+    /// ([`write_private`]): a reader or a crash sees the old file or the new
     /// one, never a mix.
     ///
     /// # Errors
@@ -126,7 +134,7 @@ impl TrustState {
         };
         let mut text = serde_json::to_string_pretty(&state).map_err(|e| state_error(path, e))?;
         text.push('\n');
-        write_atomically(path, text.as_bytes()).map_err(|e| state_error(path, e))
+        write_private(path, text.as_bytes(), Existing::Replace).map_err(|e| state_error(path, e))
     }
 }
 
@@ -135,38 +143,6 @@ fn state_error(path: &Path, e: impl std::fmt::Display) -> ClientError {
         path: path.to_owned(),
         reason: e.to_string(),
     }
-}
-
-/// Writes `bytes` to a temporary file beside `path`, syncs it and renames it
-/// over `path`, then syncs the directory so the rename itself is durable.
-fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
-        _ => PathBuf::from("."),
-    };
-    let name = path
-        .file_name()
-        .ok_or_else(|| std::io::Error::other("the path names no file"))?;
-    let mut tmp_name = std::ffi::OsString::from(".");
-    tmp_name.push(name);
-    tmp_name.push(format!(".tmp.{}", std::process::id()));
-    let tmp = dir.join(tmp_name);
-    let result = (|| {
-        let mut file = std::fs::File::create(&tmp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        // A crash before this rename leaves the old state intact.
-        std::fs::rename(&tmp, path)?;
-        if let Ok(d) = std::fs::File::open(&dir) {
-            // Best effort: not every platform can sync a directory.
-            let _ = d.sync_all();
-        }
-        Ok(())
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
 }
 
 mod optional_hashes {
@@ -225,6 +201,37 @@ mod tests {
             head(120, 0)
         );
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_link_planted_at_the_temporary_name_is_not_followed() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, "victim").unwrap();
+        // The name the state file's temporary copy used to have.
+        let planted = dir
+            .path()
+            .join(format!(".state.json.tmp.{}", std::process::id()));
+        std::os::unix::fs::symlink(&victim, &planted).unwrap();
+
+        let signer = LogSigner::generate(&mut rand_core::OsRng);
+        let key = signer.public_key();
+        let sth = signer.sign(TreeHead {
+            tree_size: 1,
+            timestamp_ms: 1,
+            root_hash: leaf_hash(b"a"),
+        });
+        let head = crate::verify_head(key, &sth, key.log_id()).unwrap();
+        TrustState::save(&path, &head, None).unwrap();
+
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "victim");
+        let meta = std::fs::symlink_metadata(&path).unwrap();
+        assert!(meta.is_file(), "the state file is a file of its own");
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+        assert_eq!(TrustState::load(&path, key).unwrap().unwrap().0, head);
     }
 
     #[test]

@@ -4,7 +4,14 @@
 //!
 //! The PEM inputs are parsed here, once, so that a bad file is reported by
 //! name before the server binds, instead of as an opaque transport error.
+//!
+//! The private key's PEM is held in a [`Zeroizing`] buffer, wiped when the
+//! last [`TlsConfig`] holding it is dropped. What this cannot wipe: tonic's
+//! `Identity` copies the PEM into a plain buffer when the acceptor is built
+//! (freed, not wiped, once the acceptor has parsed it), and rustls keeps the
+//! parsed key for the server's lifetime, as it must to sign handshakes.
 
+use merklog_sth::Zeroizing;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use sha2::{Digest, Sha256};
@@ -19,7 +26,7 @@ const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10
 #[derive(Clone)]
 pub struct TlsConfig {
     cert_chain_pem: Vec<u8>,
-    key_pem: Vec<u8>,
+    key_pem: Zeroizing<Vec<u8>>,
     client_ca_pem: Option<Vec<u8>>,
 }
 
@@ -45,6 +52,8 @@ impl TlsConfig {
     /// Returns the configuration from PEM text: the listener's certificate
     /// chain (leaf first), its private key (PKCS#8, PKCS#1 or SEC1), and,
     /// for mutual TLS, the CA certificates client certificates must chain to.
+    /// `key_pem` is moved in (a `String` or `Vec` gives up its buffer without
+    /// a copy) and wiped when the configuration is dropped.
     ///
     /// # Errors
     /// [`TlsInputError`] naming the input that holds no certificate or key,
@@ -56,7 +65,7 @@ impl TlsConfig {
     ) -> Result<Self, TlsInputError> {
         let config = TlsConfig {
             cert_chain_pem: cert_chain_pem.into(),
-            key_pem: key_pem.into(),
+            key_pem: Zeroizing::new(key_pem.into()),
             client_ca_pem,
         };
         certificates(&config.cert_chain_pem, "certificate chain")?;
@@ -75,10 +84,15 @@ impl TlsConfig {
         self.client_ca_pem.is_some()
     }
 
-    /// Returns tonic's acceptor settings.
+    /// Returns tonic's acceptor settings. They hold a plain copy of the key
+    /// PEM (tonic's `Identity` takes no other form): build the acceptor from
+    /// them at once and drop them.
     pub(crate) fn to_tonic(&self) -> ServerTlsConfig {
         let mut tls = ServerTlsConfig::new()
-            .identity(Identity::from_pem(&self.cert_chain_pem, &self.key_pem))
+            .identity(Identity::from_pem(
+                &self.cert_chain_pem,
+                self.key_pem.as_slice(),
+            ))
             .timeout(HANDSHAKE_TIMEOUT);
         if let Some(ca) = &self.client_ca_pem {
             // Not optional: a client without a certificate signed by this CA

@@ -14,6 +14,9 @@ use p256::pkcs8::{
     DecodePrivateKey, DecodePublicKey, EncodePrivateKey, EncodePublicKey, LineEnding,
 };
 use sha2::{Digest, Sha256};
+/// Re-exported: private key text leaves this crate wrapped in it, and
+/// callers keep the key text they read in it.
+pub use zeroize::Zeroizing;
 
 /// Everything that can go wrong with keys and signatures.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -196,6 +199,8 @@ impl LogSigner {
     }
 
     /// Reads a PKCS#8 private key in PEM (`-----BEGIN PRIVATE KEY-----`).
+    /// The decoded copies made here are wiped; `pem` is the caller's to wipe
+    /// (keep it in a [`Zeroizing`]).
     ///
     /// # Errors
     /// [`Error::PrivateKey`] when the text is not a PKCS#8 P-256 key.
@@ -207,12 +212,13 @@ impl LogSigner {
             })
     }
 
-    /// Returns the key as PKCS#8 PEM. Whoever writes it must protect it.
-    pub fn to_pkcs8_pem(&self) -> String {
+    /// Returns the key as PKCS#8 PEM, wiped from memory when dropped.
+    /// Whoever writes it must protect it, and must not copy it into a plain
+    /// `String` (which would be freed without being wiped).
+    pub fn to_pkcs8_pem(&self) -> Zeroizing<String> {
         self.key
             .to_pkcs8_pem(LineEnding::LF)
             .expect("a valid P-256 key always encodes")
-            .to_string()
     }
 
     /// Returns the matching public key.
@@ -301,7 +307,9 @@ mod tests {
     #[test]
     fn keys_round_trip_through_pem_and_der() {
         let s = signer();
-        let again = LogSigner::from_pkcs8_pem(&s.to_pkcs8_pem()).unwrap();
+        // The PEM text comes wrapped, so that it is wiped when dropped.
+        let pem: Zeroizing<String> = s.to_pkcs8_pem();
+        let again = LogSigner::from_pkcs8_pem(&pem).unwrap();
         assert_eq!(again.public_key(), s.public_key());
         let public = PublicKey::from_pem(&s.public_key().pem()).unwrap();
         assert_eq!(&public, s.public_key());

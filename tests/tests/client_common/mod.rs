@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use merklog_cli::client::{LogArgs, OutputArgs};
+use merklog_cli::client::{LogArgs, OutputArgs, SafetyArgs};
 use merklog_client::Client;
 use merklog_server::{SequencerConfig, ServerConfig};
 use merklog_sth::LogSigner;
@@ -80,6 +80,7 @@ impl Log {
             tls_ca: None,
             tls_cert: None,
             tls_key: None,
+            safety: SafetyArgs::default(),
         }
     }
 }

@@ -175,6 +175,7 @@ pub async fn append_all(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::client::SafetyArgs;
 
     fn args(entries: &[&str], files: Vec<PathBuf>, whole: bool) -> AppendArgs {
         AppendArgs {
@@ -186,6 +187,7 @@ mod tests {
                 tls_ca: None,
                 tls_cert: None,
                 tls_key: None,
+                safety: SafetyArgs::default(),
             },
             entries: entries.iter().map(|e| (*e).to_owned()).collect(),
             files,

@@ -20,7 +20,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use merklog_client::{Client, ClientError, ClientTls};
+use merklog_client::{Client, ClientError, ClientOptions, ClientTls};
 use merklog_sth::PublicKey;
 
 /// The client subcommands of `merklog`.
@@ -214,6 +214,51 @@ pub struct LogArgs {
     /// The private key (PEM) of --tls-cert.
     #[arg(long, env = "MERKLOG_TLS_KEY", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+    #[command(flatten)]
+    pub safety: SafetyArgs,
+}
+
+/// What a client command tolerates from the network and the log; shared by
+/// every command that talks to a log.
+#[derive(clap::Args, Debug, Clone)]
+pub struct SafetyArgs {
+    /// Send --token over plain http:// to a host that is not this machine
+    /// (loopback: 127.0.0.0/8, ::1, localhost). Anyone on the network path
+    /// can then read and replay the token; use https:// instead.
+    #[arg(long)]
+    pub allow_insecure_token: bool,
+    /// Refuse a tree head dated more than this many seconds past this
+    /// machine's clock (a log must not date heads in the future).
+    #[arg(
+        long,
+        env = "MERKLOG_MAX_CLOCK_SKEW",
+        default_value_t = 300,
+        value_name = "SECONDS"
+    )]
+    pub max_clock_skew: u64,
+}
+
+impl Default for SafetyArgs {
+    fn default() -> Self {
+        SafetyArgs {
+            allow_insecure_token: false,
+            max_clock_skew: merklog_client::DEFAULT_MAX_CLOCK_SKEW.as_secs(),
+        }
+    }
+}
+
+impl SafetyArgs {
+    /// Returns the client options these settings give, with `tls` and
+    /// `token`.
+    pub fn options(&self, tls: Option<ClientTls>, token: Option<String>) -> ClientOptions {
+        ClientOptions {
+            tls,
+            token,
+            allow_insecure_token: self.allow_insecure_token,
+            max_clock_skew: std::time::Duration::from_secs(self.max_clock_skew),
+            ..ClientOptions::default()
+        }
+    }
 }
 
 impl LogArgs {
@@ -224,11 +269,8 @@ impl LogArgs {
     /// file does not verify.
     pub async fn connect(&self) -> CommandResult<Client> {
         let key = read_public_key(&self.public_key)?;
-        let tls = self.tls()?;
-        let mut client = Client::connect_with_tls(&self.server, key, tls.as_ref()).await?;
-        if let Some(token) = &self.token {
-            client = client.with_token(token)?;
-        }
+        let options = self.safety.options(self.tls()?, self.token.clone());
+        let client = Client::connect_with(&self.server, key, options).await?;
         Ok(match &self.state {
             Some(path) => client.with_state_file(path)?,
             None => client,

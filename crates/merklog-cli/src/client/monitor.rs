@@ -5,13 +5,15 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use merklog_client::json::TreeHeadJson;
-use merklog_client::{Client, ClientError, StateFileCheck, TrustState, VerifiedHead};
+use merklog_client::{
+    Client, ClientError, ClientOptions, StateFileCheck, TrustState, VerifiedHead,
+};
 use merklog_merkle::CompactRange;
 use merklog_sth::PublicKey;
 use serde::Serialize;
 
 use super::audit::is_refusal;
-use super::{print_json, read_public_key, CommandResult, OutputArgs, Progress};
+use super::{print_json, read_public_key, CommandResult, OutputArgs, Progress, SafetyArgs};
 
 /// How many times in a row the log may refuse a consistency proof from the
 /// same smaller tree size (whatever the larger one: a log that grows
@@ -59,6 +61,8 @@ pub struct MonitorArgs {
     /// recompute the new root from them. The first run downloads every entry.
     #[arg(long)]
     pub check_entries: bool,
+    #[command(flatten)]
+    pub safety: SafetyArgs,
     #[command(flatten)]
     pub out: OutputArgs,
 }
@@ -228,7 +232,8 @@ async fn check_linked(
 pub struct Monitor {
     server: String,
     key: PublicKey,
-    token: Option<String>,
+    /// The token, TLS and skew settings each check connects with.
+    options: ClientOptions,
     state: PathBuf,
     check_entries: bool,
     /// The last head verified (and saved), with its tree's right edge.
@@ -245,7 +250,7 @@ impl Monitor {
         Monitor {
             server: args.server.clone(),
             key,
-            token: args.token.clone(),
+            options: args.safety.options(None, args.token.clone()),
             state: args.state.clone(),
             check_entries: args.check_entries,
             verified: None,
@@ -276,11 +281,9 @@ impl Monitor {
         progress: &mut Progress,
         warnings: &mut dyn Write,
     ) -> Result<MonitorStep, ClientError> {
-        let mut client = Client::connect(&self.server, self.key.clone()).await?;
-        if let Some(token) = &self.token {
-            client = client.with_token(token)?;
-        }
-        let mut client = client.with_state_file(&self.state)?;
+        let mut client = Client::connect_with(&self.server, self.key.clone(), self.options.clone())
+            .await?
+            .with_state_file(&self.state)?;
         let mut also = None;
         let mut rewrite = false;
         if let Some((kept, edge)) = &self.verified {
@@ -407,7 +410,14 @@ pub async fn run(args: MonitorArgs, out: &mut dyn Write) -> CommandResult {
         let result = monitor.check(&mut progress, &mut std::io::stderr()).await;
         match result {
             Ok(step) => print_step(out, &step, args.out.json)?,
-            Err(e) if args.once || e.is_verification_failure() => return Err(e.into()),
+            // A token refused for the address will be refused next time too.
+            Err(e)
+                if args.once
+                    || e.is_verification_failure()
+                    || matches!(e, ClientError::InsecureToken { .. }) =>
+            {
+                return Err(e.into())
+            }
             Err(e) => eprintln!("merklog: monitor: will retry: {e}"),
         }
         if args.once {
