@@ -15,10 +15,15 @@
 //!    [`TransportLimits::max_inflight_bytes`]: each request byte is counted
 //!    twice (as received and as decoded) from its arrival until its call's
 //!    answer is sent; each answer byte from when the service produced it
-//!    until hyper has taken it to send. A request byte that would pass the
-//!    bound is refused with RESOURCE_EXHAUSTED. Answers are counted even
-//!    past the bound (they exist already), so answers that slow readers do
-//!    not take keep new requests out until they are read or their
+//!    until hyper has taken it to send. Before an answer exists, the most it
+//!    can take is reserved: at admission for a method whose answer is
+//!    bounded by the limits (a `GetEntries` page: `max_response_bytes` plus
+//!    one entry), and per entry or leaf as the request arrives for `Append`
+//!    and `GetInclusionProofs` (one proof each). A call whose request bytes
+//!    or reservation would pass the bound is refused with
+//!    RESOURCE_EXHAUSTED. An answer larger than its reservation is counted
+//!    even past the bound (it exists already); so are answers slow readers
+//!    do not take, which keep new calls out until they are read or their
 //!    connections close.
 //!
 //! Answers are handed to hyper in copied pieces of [`ANSWER_PIECE`] bytes,
@@ -42,7 +47,7 @@ use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
 use tonic::Status;
 
 use crate::auth::{Access, AuthConfig};
-use crate::config::{Limits, TransportLimits, GRPC_PREFIX};
+use crate::config::{Limits, TransportLimits, GRPC_PREFIX, PROOF_ANSWER_BYTES, SMALL_ANSWER};
 use crate::status::ServiceError;
 use crate::wire_scan::{FieldScan, ScanError};
 
@@ -100,10 +105,38 @@ impl Budget {
 #[derive(Debug)]
 struct Held {
     budget: Arc<Budget>,
+    /// Everything this call holds, `reserved` included.
     bytes: AtomicUsize,
+    /// The part reserved for the answer before it exists.
+    reserved: AtomicUsize,
 }
 
 impl Held {
+    fn new(budget: Arc<Budget>) -> Self {
+        Held {
+            budget,
+            bytes: AtomicUsize::new(0),
+            reserved: AtomicUsize::new(0),
+        }
+    }
+
+    /// Reserves `n` bytes for the answer, unless that would pass the limit.
+    fn try_reserve(&self, n: usize) -> bool {
+        let taken = self.try_take(n);
+        if taken {
+            self.reserved.fetch_add(n, Ordering::AcqRel);
+        }
+        taken
+    }
+
+    /// Gives back the reservation: the answer exists and is counted itself.
+    fn release_reservation(&self) {
+        let n = self.reserved.swap(0, Ordering::AcqRel);
+        if n > 0 {
+            self.give_back(n);
+        }
+    }
+
     fn try_take(&self, n: usize) -> bool {
         let taken = self.budget.try_take(n);
         if taken {
@@ -206,7 +239,8 @@ where
     }
 
     fn call(&mut self, mut request: http::Request<Body>) -> Self::Future {
-        let path = request.uri().path();
+        let path = request.uri().path().to_owned();
+        let path = path.as_str();
         let (method, access, limit) = if path == APPEND_PATH {
             (
                 "Append",
@@ -217,21 +251,27 @@ where
             let method = path.strip_prefix(LOG_PATH).unwrap_or(path);
             (method, Access::Read, Bound::Read(self.rules.read_bytes))
         };
+        let refuse = |status: Status| -> Self::Future {
+            Box::pin(std::future::ready(Ok(status.into_http())))
+        };
         let client = match self.rules.authorize(&request, method, access) {
             Ok(client) => client,
-            Err(status) => return Box::pin(std::future::ready(Ok(status.into_http()))),
+            Err(status) => return refuse(status),
         };
         request.extensions_mut().insert(Caller(client));
-        let held = Arc::new(Held {
-            budget: self.rules.budget.clone(),
-            bytes: AtomicUsize::new(0),
-        });
+        let held = Arc::new(Held::new(self.rules.budget.clone()));
+        let (answer, per_field) = self.rules.answer_reservation(method, access);
+        if !held.try_reserve(answer) {
+            return refuse(self.rules.inflight_full());
+        }
         let rules = self.rules.clone();
         let request = request.map(|body| {
             Body::new(Admitted {
                 inner: body,
                 held: held.clone(),
                 scan: FieldScan::new(limit.bytes().saturating_sub(GRPC_PREFIX), rules.max_fields),
+                reserved_fields: 0,
+                per_field,
                 limit,
                 rules,
                 failed: false,
@@ -254,6 +294,25 @@ where
 }
 
 impl Rules {
+    /// Returns what to reserve for the answer of `method` at admission, and
+    /// per top-level field of its request.
+    fn answer_reservation(&self, method: &str, access: Access) -> (usize, usize) {
+        match (access, method) {
+            (Access::Append, _) | (_, "GetInclusionProofs") => (SMALL_ANSWER, PROOF_ANSWER_BYTES),
+            (_, "GetEntries") => (self.limits.max_entries_answer_bytes(), 0),
+            (_, "GetEntryAndProof") => (self.limits.max_entry_bytes + SMALL_ANSWER, 0),
+            _ => (SMALL_ANSWER, 0),
+        }
+    }
+
+    fn inflight_full(&self) -> Status {
+        crate::metrics::inflight_refused();
+        ServiceError::InflightFull {
+            limit: self.budget.limit,
+        }
+        .into()
+    }
+
     /// Decides access from the call's headers and connection.
     fn authorize(
         &self,
@@ -302,6 +361,9 @@ struct Admitted {
     inner: Body,
     held: Arc<Held>,
     scan: FieldScan,
+    /// Fields whose answer is reserved, and what each reserves.
+    reserved_fields: usize,
+    per_field: usize,
     limit: Bound,
     rules: Arc<Rules>,
     failed: bool,
@@ -358,19 +420,17 @@ impl HttpBody for Admitted {
         if let Some(data) = frame.data_ref() {
             let n = data.len();
             let checked = self.scan.feed(data);
+            let fields = self.scan.total_fields();
+            let answer = (fields - self.reserved_fields).saturating_mul(self.per_field);
+            self.reserved_fields = fields;
             let refused = match checked {
                 Err(e) => Some(self.refusal(e)),
                 // Counted twice: the bytes tonic buffers, and the message
                 // decoded from them.
                 Ok(()) if !self.held.try_take(n.saturating_mul(2)) => {
-                    crate::metrics::inflight_refused();
-                    Some(
-                        ServiceError::InflightFull {
-                            limit: self.rules.budget.limit,
-                        }
-                        .into(),
-                    )
+                    Some(self.rules.inflight_full())
                 }
+                Ok(()) if !self.held.try_reserve(answer) => Some(self.rules.inflight_full()),
                 Ok(()) => None,
             };
             if let Some(status) = refused {
@@ -421,7 +481,10 @@ impl HttpBody for Metered {
                 self.held.give_back(n);
                 return Poll::Ready(Some(Ok(Frame::data(piece))));
             }
-            let frame = match ready!(Pin::new(&mut self.inner).poll_frame(cx)) {
+            let polled = ready!(Pin::new(&mut self.inner).poll_frame(cx));
+            // The answer exists (or ended): what it takes is counted below.
+            self.held.release_reservation();
+            let frame = match polled {
                 Some(Ok(frame)) => frame,
                 other => return Poll::Ready(other),
             };
@@ -466,16 +529,16 @@ mod tests {
             used: AtomicUsize::new(0),
             limit: 100,
         });
-        let held = Held {
-            budget: budget.clone(),
-            bytes: AtomicUsize::new(0),
-        };
-        assert!(held.try_take(60));
+        let held = Held::new(budget.clone());
+        assert!(held.try_take(40));
+        assert!(held.try_reserve(20));
         assert!(!held.try_take(41));
         held.force_take(50);
         assert_eq!(budget.used.load(Ordering::Relaxed), 110);
         assert!(!budget.try_take(1));
         held.give_back(50);
+        held.release_reservation();
+        assert_eq!(budget.used.load(Ordering::Relaxed), 40);
         drop(held);
         assert_eq!(budget.used.load(Ordering::Relaxed), 0);
         assert!(budget.try_take(100));

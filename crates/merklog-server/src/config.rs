@@ -59,6 +59,12 @@ const FIELD_SLACK: usize = 8;
 /// The most proof hashes one inclusion or consistency proof holds: one per
 /// level of a tree of up to 2^64 leaves, twice for a consistency proof.
 const MAX_PROOF_HASHES: usize = 128;
+/// The most bytes one inclusion proof with its index and leaf hash takes in
+/// an answer: 64 hashes of 32 bytes with their tags, and the rest.
+pub const PROOF_ANSWER_BYTES: usize = 64 * 34 + 64;
+/// What admission reserves for the answer of a method without a larger
+/// bound (a head, a consistency proof, health, a reflection answer).
+pub const SMALL_ANSWER: usize = 64 * 1024;
 
 impl Default for Limits {
     fn default() -> Self {
@@ -94,16 +100,46 @@ impl Limits {
             .saturating_add(FIELD_SLACK)
     }
 
+    /// Returns the largest `GetEntries` answer: a page cut at
+    /// `max_response_bytes`, plus the one entry that may pass it and each
+    /// entry's index, hash and timestamp.
+    pub fn max_entries_answer_bytes(&self) -> usize {
+        // Index, leaf hash, timestamp and tags of one entry, rounded up.
+        let entry_overhead = 64;
+        self.max_response_bytes
+            .saturating_add(self.max_entry_bytes)
+            .saturating_add(self.max_page_size.saturating_mul(entry_overhead))
+    }
+
+    /// Returns the most bytes one call may hold in flight (see
+    /// `admission`): the larger of a largest `Append` (its request twice,
+    /// and a proof per entry) and a `GetEntries` page.
+    pub fn largest_call_bytes(&self) -> usize {
+        let append = self
+            .max_request_bytes
+            .saturating_mul(2)
+            .saturating_add(SMALL_ANSWER)
+            .saturating_add(
+                self.max_entries_per_append
+                    .saturating_mul(PROOF_ANSWER_BYTES),
+            );
+        let proofs = self
+            .max_read_request_bytes()
+            .saturating_mul(2)
+            .saturating_add(SMALL_ANSWER)
+            .saturating_add(self.max_page_size.saturating_mul(PROOF_ANSWER_BYTES));
+        let page = self
+            .max_read_request_bytes()
+            .saturating_mul(2)
+            .saturating_add(self.max_entries_answer_bytes());
+        append.max(proofs).max(page)
+    }
+
     /// Returns the largest gRPC message the service sends: a `GetEntries`
     /// page (cut at `max_response_bytes` plus one entry), or an `Append`
     /// answer or `GetInclusionProofs` page of full proofs.
     pub fn max_response_message_bytes(&self) -> usize {
-        // Index, leaf hash, timestamp and tags of one entry, rounded up.
-        let entry_overhead = 64;
-        let page = self
-            .max_response_bytes
-            .saturating_add(self.max_entry_bytes)
-            .saturating_add(self.max_page_size.saturating_mul(entry_overhead));
+        let page = self.max_entries_answer_bytes();
         let proof = MAX_PROOF_HASHES * 34 + 64;
         let proofs = self
             .max_entries_per_append
@@ -300,12 +336,12 @@ impl ServerConfig {
                 l.max_response_bytes, l.max_entry_bytes
             ));
         }
-        // A request is counted twice (its wire bytes and their decoded
-        // copy): the largest must fit on its own.
-        let largest = 2 * l.max_request_bytes.max(l.max_read_request_bytes());
+        // The largest call must fit on its own.
+        let largest = l.largest_call_bytes();
         if t.max_inflight_bytes < largest {
             return Err(format!(
-                "max in-flight bytes ({}) must be at least twice max request bytes: {largest}",
+                "max in-flight bytes ({}) must hold the largest call: twice max request bytes \
+                 with a proof per entry, or a page of max response bytes: at least {largest}",
                 t.max_inflight_bytes
             ));
         }

@@ -51,6 +51,8 @@ pub(crate) struct FieldScan {
     remaining: u64,
     /// Top-level fields of the current message so far.
     fields: usize,
+    /// Top-level fields of all messages so far.
+    total_fields: usize,
 }
 
 const NEW_PREFIX: State = State::Prefix {
@@ -68,7 +70,13 @@ impl FieldScan {
             state: NEW_PREFIX,
             remaining: 0,
             fields: 0,
+            total_fields: 0,
         }
+    }
+
+    /// Returns how many top-level fields all messages so far carried.
+    pub(crate) fn total_fields(&self) -> usize {
+        self.total_fields
     }
 
     /// Reads the next `bytes` of the body.
@@ -139,6 +147,7 @@ impl FieldScan {
                     }
                 } else {
                     self.fields += 1;
+                    self.total_fields += 1;
                     if self.fields > self.max_fields {
                         return Err(ScanError::TooManyFields);
                     }
@@ -259,6 +268,9 @@ mod tests {
         for piece in [1, 100, 16384] {
             assert_eq!(scan(&body, piece, 1000), Err(ScanError::TooManyFields));
         }
+        let mut s = FieldScan::new(1 << 20, 1000);
+        s.feed(&append(vec![vec![1]; 7])).unwrap();
+        assert_eq!(s.total_fields(), 7);
         assert_eq!(scan(&append(vec![Vec::new(); 1000]), 7, 1000), Ok(()));
     }
 
