@@ -226,11 +226,14 @@ impl TransportLimits {
     /// SETTINGS_MAX_CONCURRENT_STREAMS): twice the requests it may have in
     /// the service, so that calls still sending their answers leave room,
     /// and a request past the service's limit is refused at once (load
-    /// shedding) rather than queued by the client.
+    /// shedding) rather than queued by the client; at least 100, as RFC 9113
+    /// section 5.1.2 recommends, since a client may open that many before it
+    /// has read the setting, and streams past it are reset.
     pub fn max_streams_per_connection(&self) -> u32 {
         u32::try_from(
             self.max_concurrent_requests_per_connection
-                .saturating_mul(2),
+                .saturating_mul(2)
+                .max(100),
         )
         .unwrap_or(u32::MAX)
     }

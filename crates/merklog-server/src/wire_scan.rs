@@ -163,7 +163,8 @@ impl FieldScan {
                 }
             }
             State::Varint { len } => {
-                if len >= 9 {
+                // `len` bytes read before this one; a varint has at most 10.
+                if len >= 9 && byte & 0x80 != 0 {
                     return Err(ScanError::Malformed);
                 }
                 if byte & 0x80 != 0 {
@@ -258,6 +259,17 @@ mod tests {
             assert_eq!(scan(&body, piece, 10), Ok(()));
             assert_eq!(scan(&request, piece, 6), Ok(()));
             assert_eq!(scan(&two, piece, 10), Ok(()));
+        }
+    }
+
+    #[test]
+    fn ten_byte_varints_pass() {
+        let request = framed(&v1::GetEntriesRequest {
+            start: u64::MAX,
+            end: u64::MAX,
+        });
+        for piece in [1, 3, 100] {
+            assert_eq!(scan(&request, piece, 2), Ok(()));
         }
     }
 
