@@ -46,7 +46,6 @@ fn harness() -> Harness {
             sequencer,
             signer.public_key().clone(),
             config.limits,
-            config.auth,
         );
         // Something to point at.
         service

@@ -15,7 +15,7 @@ use std::time::Duration;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use merklog_merkle::{leaf_hash, CompactRange, Hash, NodeId};
 use merklog_proto::v1::{log_server::Log, AppendRequest};
-use merklog_server::{AuthConfig, Limits, LogService, Sequencer, SequencerConfig, SystemClock};
+use merklog_server::{Limits, LogService, Sequencer, SequencerConfig, SystemClock};
 use merklog_sth::{LogSigner, SignedTreeHead, TreeHead};
 use merklog_storage::{Batch, Entry, LeafNodes, LogStore, Result, StorageError};
 
@@ -154,7 +154,6 @@ fn sequencer(c: &mut Criterion) {
         handle.clone(),
         signer.public_key().clone(),
         Limits::default(),
-        AuthConfig::open(),
     );
     let mut g = c.benchmark_group("service");
     g.throughput(Throughput::Elements(BATCH as u64));

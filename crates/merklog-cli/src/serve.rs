@@ -56,10 +56,40 @@ pub struct ServeArgs {
     /// entries). 0 turns the cache off.
     #[arg(long, env = "MERKLOG_NODE_CACHE_MIB", default_value_t = Limits::default().node_cache_bytes >> 20)]
     pub node_cache_mib: usize,
+    /// The largest Append request, in bytes of its gRPC message; larger
+    /// ones are refused with RESOURCE_EXHAUSTED before they are read.
+    #[arg(long, env = "MERKLOG_MAX_REQUEST_BYTES", default_value_t = Limits::default().max_request_bytes)]
+    pub max_request_bytes: usize,
+    /// A GetEntries page ends before the entry that would take its data
+    /// past this many bytes (it always holds one entry).
+    #[arg(long, env = "MERKLOG_MAX_RESPONSE_BYTES", default_value_t = Limits::default().max_response_bytes)]
+    pub max_response_bytes: usize,
     /// Access rules (TOML): bearer-token hashes with writer or reader roles;
-    /// see `merklog token`. Without it, anyone who reaches the port may append.
+    /// see `merklog token`. Without it, anyone who reaches the port may
+    /// append, which is refused on other than loopback addresses unless
+    /// --allow-open-access is given.
     #[arg(long, env = "MERKLOG_AUTH_FILE")]
     pub auth_file: Option<PathBuf>,
+    /// Serve without --auth-file on an address other than loopback: anyone
+    /// who reaches it may append.
+    #[arg(long, env = "MERKLOG_ALLOW_OPEN_ACCESS")]
+    pub allow_open_access: bool,
+    /// How many connections may be open at once; more are closed as soon
+    /// as they are accepted.
+    #[arg(long, env = "MERKLOG_MAX_CONNECTIONS", default_value_t = TransportLimits::default().max_connections)]
+    pub max_connections: usize,
+    /// How many bytes the requests and answers of all calls together may
+    /// hold; requests past it are refused with RESOURCE_EXHAUSTED.
+    #[arg(long, env = "MERKLOG_MAX_INFLIGHT_BYTES", default_value_t = TransportLimits::default().max_inflight_bytes)]
+    pub max_inflight_bytes: usize,
+    /// How long a connection may stay open, in seconds: then it is asked to
+    /// close, and closed one request timeout later.
+    #[arg(long, env = "MERKLOG_MAX_CONNECTION_AGE_SECS", default_value_t = TransportLimits::default().max_connection_age.as_secs())]
+    pub max_connection_age_secs: u64,
+    /// How often HTTP/2 pings and TCP keepalive probes check an idle
+    /// connection's peer, in seconds.
+    #[arg(long, env = "MERKLOG_KEEPALIVE_INTERVAL_SECS", default_value_t = TransportLimits::default().keepalive_interval.as_secs())]
+    pub keepalive_interval_secs: u64,
     /// How many requests one connection may have in the service at once;
     /// more are refused at once with RESOURCE_EXHAUSTED.
     #[arg(long, env = "MERKLOG_MAX_CONCURRENT_REQUESTS_PER_CONNECTION", default_value_t = TransportLimits::default().max_concurrent_requests_per_connection)]
@@ -198,12 +228,18 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         transport: TransportLimits {
             max_concurrent_requests_per_connection: args.max_concurrent_requests_per_connection,
             request_timeout: Duration::from_millis(args.request_timeout_ms),
+            max_connections: args.max_connections,
+            max_inflight_bytes: args.max_inflight_bytes,
+            max_connection_age: Duration::from_secs(args.max_connection_age_secs),
+            keepalive_interval: Duration::from_secs(args.keepalive_interval_secs),
         },
         limits: Limits {
             max_entry_bytes: args.max_entry_bytes,
             max_entries_per_append: args.max_entries_per_append,
             max_page_size: args.max_page_size,
             node_cache_bytes: args.node_cache_mib.saturating_mul(1 << 20),
+            max_request_bytes: args.max_request_bytes,
+            max_response_bytes: args.max_response_bytes,
         },
         sequencer: SequencerConfig {
             max_batch_entries: args.batch_max_entries,
@@ -212,6 +248,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             queue_capacity_bytes: args.queue_capacity_bytes,
         },
         deployment,
+        allow_open_access: args.allow_open_access,
         polling: Polling {
             interval: Duration::from_millis(args.poll_interval_ms),
         },

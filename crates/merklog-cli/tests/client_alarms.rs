@@ -229,6 +229,7 @@ impl log_server::Log for FakeLog {
             max_entry_bytes: 1 << 20,
             max_entries_per_append: 100,
             max_page_size: 100,
+            max_request_bytes: 0,
         }))
     }
 }

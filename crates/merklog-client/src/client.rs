@@ -33,6 +33,8 @@ pub struct LogInfo {
     pub max_entry_bytes: u64,
     pub max_entries_per_append: u32,
     pub max_page_size: u32,
+    /// The largest Append request, in bytes; 0 when the log does not say.
+    pub max_request_bytes: u64,
 }
 
 /// One entry of an append, with its inclusion proof checked against the
@@ -561,6 +563,7 @@ impl Client {
             max_entry_bytes: info.max_entry_bytes,
             max_entries_per_append: info.max_entries_per_append,
             max_page_size: info.max_page_size,
+            max_request_bytes: info.max_request_bytes,
         })
     }
 

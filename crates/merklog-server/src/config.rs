@@ -1,5 +1,6 @@
 //! Tunables of the service, with the defaults the benchmarks chose.
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use crate::auth::AuthConfig;
@@ -38,7 +39,32 @@ pub struct Limits {
     /// (`node_cache`): the larger, the fewer nodes a proof reads from the
     /// store. 0 turns the cache off.
     pub node_cache_bytes: usize,
+    /// The largest `Append` request accepted, in bytes of its gRPC message.
+    /// Independent of `max_entries_per_append` × `max_entry_bytes`: a call
+    /// of many large entries is refused, and clients split by bytes too.
+    pub max_request_bytes: usize,
+    /// A `GetEntries` page ends before the entry that would take its
+    /// entries' data past this many bytes (but holds at least one entry).
+    pub max_response_bytes: usize,
 }
+
+/// The bytes one entry costs in an `AppendRequest` beyond its data: the
+/// field's tag and length (at most 1 + 5 bytes), rounded up.
+pub const APPEND_ENTRY_FRAMING: usize = 8;
+/// The gRPC message prefix: a compression flag and a 4-byte length.
+pub const GRPC_PREFIX: usize = 5;
+/// Top-level fields a request message may carry beyond its one repeated
+/// field (`entries` or `leaves`): room for the others and unknown fields.
+const FIELD_SLACK: usize = 8;
+/// The most proof hashes one inclusion or consistency proof holds: one per
+/// level of a tree of up to 2^64 leaves, twice for a consistency proof.
+const MAX_PROOF_HASHES: usize = 128;
+/// The most bytes one inclusion proof with its index and leaf hash takes in
+/// an answer: 64 hashes of 32 bytes with their tags, and the rest.
+pub const PROOF_ANSWER_BYTES: usize = 64 * 34 + 64;
+/// What admission reserves for the answer of a method without a larger
+/// bound (a head, a consistency proof, health, a reflection answer).
+pub const SMALL_ANSWER: usize = 64 * 1024;
 
 impl Default for Limits {
     fn default() -> Self {
@@ -47,18 +73,81 @@ impl Default for Limits {
             max_entries_per_append: 1000,
             max_page_size: 1000,
             node_cache_bytes: 64 << 20,
+            max_request_bytes: 8 << 20,
+            // With its framing, a full page stays within the 4 MiB a gRPC
+            // client accepts by default.
+            max_response_bytes: 3 << 20,
         }
     }
 }
 
 impl Limits {
-    /// Returns the largest gRPC message the service accepts or sends: a full
-    /// append or page of the largest entries, plus room for proofs.
-    pub fn max_message_bytes(&self) -> usize {
-        let entries = self.max_entries_per_append.max(self.max_page_size);
-        entries
-            .saturating_mul(self.max_entry_bytes + 64 * 33 + 64)
-            .saturating_add(64 * 1024)
+    /// Returns the largest request of a read method (every method but
+    /// `Append`, health and reflection included), in bytes with the gRPC
+    /// prefix: room for a `GetInclusionProofs` of `max_page_size` leaf
+    /// hashes (each a 36-byte `LeafRef`, rounded up to 48).
+    pub fn max_read_request_bytes(&self) -> usize {
+        self.max_page_size
+            .saturating_mul(48)
+            .saturating_add(1024)
+            .max(4096)
+    }
+
+    /// Returns the most top-level fields one request message may carry, so
+    /// that decoding it cannot allocate a `Vec` per two wire bytes beyond
+    /// what a valid request needs.
+    pub fn max_request_fields(&self) -> usize {
+        self.max_entries_per_append
+            .max(self.max_page_size)
+            .saturating_add(FIELD_SLACK)
+    }
+
+    /// Returns the largest `GetEntries` answer: a page cut at
+    /// `max_response_bytes`, plus the one entry that may pass it and each
+    /// entry's index, hash and timestamp.
+    pub fn max_entries_answer_bytes(&self) -> usize {
+        // Index, leaf hash, timestamp and tags of one entry, rounded up.
+        let entry_overhead = 64;
+        self.max_response_bytes
+            .saturating_add(self.max_entry_bytes)
+            .saturating_add(self.max_page_size.saturating_mul(entry_overhead))
+    }
+
+    /// Returns the most bytes one call may hold in flight (see
+    /// `admission`): the larger of a largest `Append` (its request twice,
+    /// and a proof per entry) and a `GetEntries` page.
+    pub fn largest_call_bytes(&self) -> usize {
+        let append = self
+            .max_request_bytes
+            .saturating_mul(2)
+            .saturating_add(SMALL_ANSWER)
+            .saturating_add(
+                self.max_entries_per_append
+                    .saturating_mul(PROOF_ANSWER_BYTES),
+            );
+        let proofs = self
+            .max_read_request_bytes()
+            .saturating_mul(2)
+            .saturating_add(SMALL_ANSWER)
+            .saturating_add(self.max_page_size.saturating_mul(PROOF_ANSWER_BYTES));
+        let page = self
+            .max_read_request_bytes()
+            .saturating_mul(2)
+            .saturating_add(self.max_entries_answer_bytes());
+        append.max(proofs).max(page)
+    }
+
+    /// Returns the largest gRPC message the service sends: a `GetEntries`
+    /// page (cut at `max_response_bytes` plus one entry), or an `Append`
+    /// answer or `GetInclusionProofs` page of full proofs.
+    pub fn max_response_message_bytes(&self) -> usize {
+        let page = self.max_entries_answer_bytes();
+        let proof = MAX_PROOF_HASHES * 34 + 64;
+        let proofs = self
+            .max_entries_per_append
+            .max(self.max_page_size)
+            .saturating_mul(proof);
+        page.max(proofs).saturating_add(64 * 1024)
     }
 }
 
@@ -110,14 +199,54 @@ pub struct TransportLimits {
     /// may still be committed with its batch: retrying it finds it as a
     /// duplicate.
     pub request_timeout: Duration,
+    /// How many connections (TLS handshakes included) may be open at once;
+    /// a connection past it is closed as soon as it is accepted.
+    pub max_connections: usize,
+    /// How many bytes of requests and answers all calls together may hold:
+    /// a request that would take more is refused with RESOURCE_EXHAUSTED.
+    /// See `admission` for what is counted.
+    pub max_inflight_bytes: usize,
+    /// How long a connection may stay open: then it is asked to close
+    /// (HTTP/2 GOAWAY) and, after `request_timeout` more, closed.
+    pub max_connection_age: Duration,
+    /// How often an HTTP/2 ping (and TCP keepalive probes) checks that the
+    /// peer of an idle connection is still there; an unanswered ping closes
+    /// the connection after `KEEPALIVE_TIMEOUT`.
+    pub keepalive_interval: Duration,
 }
+
+/// How long a keepalive ping may go unanswered before its connection is
+/// closed.
+pub const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
 
 impl Default for TransportLimits {
     fn default() -> Self {
         TransportLimits {
             max_concurrent_requests_per_connection: 256,
             request_timeout: Duration::from_secs(30),
+            max_connections: 1024,
+            max_inflight_bytes: 256 << 20,
+            max_connection_age: Duration::from_secs(600),
+            keepalive_interval: Duration::from_secs(60),
         }
+    }
+}
+
+impl TransportLimits {
+    /// Returns how many HTTP/2 streams one connection may have open (HTTP/2
+    /// SETTINGS_MAX_CONCURRENT_STREAMS): twice the requests it may have in
+    /// the service, so that calls still sending their answers leave room,
+    /// and a request past the service's limit is refused at once (load
+    /// shedding) rather than queued by the client; at least 100, as RFC 9113
+    /// section 5.1.2 recommends, since a client may open that many before it
+    /// has read the setting, and streams past it are reset.
+    pub fn max_streams_per_connection(&self) -> u32 {
+        u32::try_from(
+            self.max_concurrent_requests_per_connection
+                .saturating_mul(2)
+                .max(100),
+        )
+        .unwrap_or(u32::MAX)
     }
 }
 
@@ -134,6 +263,9 @@ pub struct ServerConfig {
     pub polling: Polling,
     /// TLS for the listener; plaintext HTTP/2 without it.
     pub tls: Option<TlsConfig>,
+    /// Serve without access rules on an address other than loopback: anyone
+    /// who reaches it may append. Off by default, and refused without it.
+    pub allow_open_access: bool,
 }
 
 impl Default for ServerConfig {
@@ -146,6 +278,7 @@ impl Default for ServerConfig {
             deployment: Deployment::Standalone,
             polling: Polling::default(),
             tls: None,
+            allow_open_access: false,
         }
     }
 }
@@ -211,6 +344,36 @@ impl ServerConfig {
         if t.request_timeout.is_zero() {
             return Err("the request timeout must be longer than 0 ms".into());
         }
+        if t.max_connections == 0 {
+            return Err("max connections must be at least 1".into());
+        }
+        if t.max_connection_age.is_zero() || t.keepalive_interval.is_zero() {
+            return Err("the max connection age and keepalive interval must be positive".into());
+        }
+        // One largest entry must fit in an Append, and one in a page.
+        let one_entry = l.max_entry_bytes + APPEND_ENTRY_FRAMING + GRPC_PREFIX;
+        if l.max_request_bytes < one_entry {
+            return Err(format!(
+                "max request bytes ({}) must hold one entry of max entry bytes ({}) \
+                 with its framing: at least {one_entry}",
+                l.max_request_bytes, l.max_entry_bytes
+            ));
+        }
+        if l.max_response_bytes < l.max_entry_bytes {
+            return Err(format!(
+                "max response bytes ({}) must be at least max entry bytes ({})",
+                l.max_response_bytes, l.max_entry_bytes
+            ));
+        }
+        // The largest call must fit on its own.
+        let largest = l.largest_call_bytes();
+        if t.max_inflight_bytes < largest {
+            return Err(format!(
+                "max in-flight bytes ({}) must hold the largest call: twice max request bytes \
+                 with a proof per entry, or a page of max response bytes: at least {largest}",
+                t.max_inflight_bytes
+            ));
+        }
         // Without a client CA no client presents a certificate, so such
         // entries could never match: the operator meant to turn on mTLS.
         if self.auth.has_certificate_clients() && !self.tls.as_ref().is_some_and(|t| t.is_mutual())
@@ -222,6 +385,30 @@ impl ServerConfig {
             );
         }
         Ok(())
+    }
+
+    /// Checks that a server without access rules listens only on loopback
+    /// (127.0.0.0/8, ::1), unless `allow_open_access` says otherwise. A
+    /// read-only instance is exempt: it takes no appends, and reads are
+    /// open by default anyway.
+    ///
+    /// # Errors
+    /// A message naming `--allow-open-access` and `--auth-file`.
+    pub fn validate_listener(&self, listen: SocketAddr) -> Result<(), String> {
+        let loopback = listen.ip().to_canonical().is_loopback();
+        if !self.auth.is_open()
+            || loopback
+            || self.allow_open_access
+            || self.deployment == Deployment::ReadOnly
+        {
+            return Ok(());
+        }
+        Err(format!(
+            "refusing to serve {listen} without access rules: anyone who reaches it could \
+             append. Give --auth-file (see `merklog token`), listen on loopback \
+             (127.0.0.1 or ::1), or pass --allow-open-access \
+             (MERKLOG_ALLOW_OPEN_ACCESS=true) to serve it open on purpose"
+        ))
     }
 }
 
@@ -242,6 +429,58 @@ mod tests {
         };
         let e = config.validate().unwrap_err();
         assert!(e.contains("request timeout"), "{e}");
+    }
+
+    #[test]
+    fn open_access_is_refused_beyond_loopback() {
+        let mut config = ServerConfig::default();
+        for ok in [
+            "127.0.0.1:7300",
+            "127.8.9.10:1",
+            "[::1]:7300",
+            "[::ffff:127.0.0.1]:1",
+        ] {
+            assert!(
+                config.validate_listener(ok.parse().unwrap()).is_ok(),
+                "{ok}"
+            );
+        }
+        for open in ["0.0.0.0:7300", "[::]:7300", "10.1.2.3:7300"] {
+            let e = config.validate_listener(open.parse().unwrap()).unwrap_err();
+            assert!(e.contains("--allow-open-access"), "{e}");
+            assert!(e.contains("MERKLOG_ALLOW_OPEN_ACCESS"), "{e}");
+        }
+        let any: SocketAddr = "0.0.0.0:7300".parse().unwrap();
+        config.allow_open_access = true;
+        assert!(config.validate_listener(any).is_ok());
+        config.allow_open_access = false;
+        config.deployment = Deployment::ReadOnly;
+        assert!(config.validate_listener(any).is_ok());
+        config.deployment = Deployment::Standalone;
+        config.auth = AuthConfig::from_toml("").unwrap();
+        assert!(config.validate_listener(any).is_ok());
+    }
+
+    #[test]
+    fn request_and_response_limits_fit_one_entry() {
+        let mut config = ServerConfig::default();
+        config.limits.max_request_bytes = config.limits.max_entry_bytes;
+        let e = config.validate().unwrap_err();
+        assert!(e.contains("max request bytes"), "{e}");
+        let mut config = ServerConfig::default();
+        config.limits.max_response_bytes = 1;
+        let e = config.validate().unwrap_err();
+        assert!(e.contains("max response bytes"), "{e}");
+        let mut config = ServerConfig::default();
+        config.transport.max_inflight_bytes = config.limits.max_request_bytes;
+        let e = config.validate().unwrap_err();
+        assert!(e.contains("max in-flight bytes"), "{e}");
+        // The defaults keep an Append far below the 67.8 MB of 1000 full
+        // entries, and a read request small.
+        let limits = Limits::default();
+        assert_eq!(limits.max_request_bytes, 8 << 20);
+        assert!(limits.max_read_request_bytes() < 64 * 1024);
+        assert!(limits.max_response_message_bytes() < 16 << 20);
     }
 
     #[test]

@@ -7,13 +7,18 @@
 //! - [`service`]: the `merklog.v1.Log` gRPC service over a store and the
 //!   sequencer.
 //! - [`status`]: the single translation of domain errors into gRPC statuses.
+//! - [`admission`]: access control, request size bounds and the bound on
+//!   bytes in flight, applied to every call before its body is read;
+//!   [`connections`]: the cap on open connections.
 //!
 //! It does not parse command lines or read key files; the `merklog` binary
 //! does that and hands this crate a [`ServerConfig`], a store and a signer.
 
+pub mod admission;
 pub mod auth;
 pub mod clock;
 pub mod config;
+pub mod connections;
 pub mod leadership;
 pub mod metrics;
 pub mod node_cache;
@@ -23,6 +28,7 @@ pub mod sequencer;
 pub mod service;
 pub mod status;
 pub mod tls;
+mod wire_scan;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -31,9 +37,9 @@ use std::sync::Arc;
 use merklog_proto::v1::log_server::LogServer;
 use merklog_storage::LogStore;
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
-use tokio_stream::StreamExt;
+use tonic::transport::server::TcpIncoming;
 
+pub use admission::{AdmissionLayer, Caller};
 pub use auth::{token_hash, AuthConfig, Role};
 pub use clock::{Clock, SystemClock};
 pub use config::{Deployment, Limits, SequencerConfig, ServerConfig, TransportLimits};
@@ -66,6 +72,7 @@ const TRANSPORT_TIMEOUT_MARGIN: std::time::Duration = std::time::Duration::from_
 
 /// Returns the transport with the TLS and per-connection limits of `config`.
 fn transport_builder(config: &ServerConfig) -> Result<tonic::transport::Server, ServeError> {
+    let t = &config.transport;
     let mut builder = tonic::transport::Server::builder();
     if let Some(tls) = &config.tls {
         // Fails on a key that does not match the certificate.
@@ -79,10 +86,21 @@ fn transport_builder(config: &ServerConfig) -> Result<tonic::transport::Server, 
     // DEADLINE_EXCEEDED; the transport's timeout, a little later, only
     // catches what the service does not see (a request body that never
     // finishes arriving), and answers CANCELLED.
+    //
+    // Neither covers an answer a peer does not read: HTTP/2 flow control
+    // holds it. Admission counts it against the bytes in flight, the stream
+    // limit bounds how many one connection holds, and the connection age
+    // ends them: a connection past it is sent GOAWAY and, one request
+    // timeout later, closed with whatever it still holds.
     Ok(builder
-        .concurrency_limit_per_connection(config.transport.max_concurrent_requests_per_connection)
+        .concurrency_limit_per_connection(t.max_concurrent_requests_per_connection)
         .load_shed(true)
-        .timeout(config.transport.request_timeout + TRANSPORT_TIMEOUT_MARGIN))
+        .timeout(t.request_timeout + TRANSPORT_TIMEOUT_MARGIN)
+        .max_concurrent_streams(t.max_streams_per_connection())
+        .http2_keepalive_interval(Some(t.keepalive_interval))
+        .http2_keepalive_timeout(Some(config::KEEPALIVE_TIMEOUT))
+        .max_connection_age(t.max_connection_age)
+        .max_connection_age_grace(t.request_timeout + TRANSPORT_TIMEOUT_MARGIN))
 }
 
 /// Runs the log on `listener` until `shutdown` resolves, then stops taking
@@ -103,9 +121,12 @@ pub async fn serve<S: LogStore + Send + Sync + 'static>(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
     config.validate().map_err(ServeError::Config)?;
+    let local: Option<SocketAddr> = listener.local_addr().ok();
+    if let Some(addr) = local {
+        config.validate_listener(addr).map_err(ServeError::Config)?;
+    }
     let keys = keys.into();
     metrics::describe();
-    let local: Option<SocketAddr> = listener.local_addr().ok();
     let node_cache = Arc::new(node_cache::NodeCache::new(config.limits.node_cache_bytes));
     let (role_rx, running) = Running::start(
         &config,
@@ -124,7 +145,6 @@ pub async fn serve<S: LogStore + Send + Sync + 'static>(
         role_rx,
         keys.public.clone(),
         config.limits,
-        config.auth.clone(),
         node_cache,
     )
     .with_request_timeout(config.transport.request_timeout);
@@ -149,20 +169,23 @@ pub async fn serve<S: LogStore + Send + Sync + 'static>(
         log_id = %keys.public.log_id(),
         "serving merklog.v1.Log"
     );
-    let max_message = config.limits.max_message_bytes();
-    // Small answers must not wait for the peer's delayed ACK (Nagle): tonic
-    // sets TCP_NODELAY only on sockets it accepts itself.
-    let incoming = TcpListenerStream::new(listener).map(|socket| {
-        if let Ok(s) = &socket {
-            let _ = s.set_nodelay(true);
-        }
-        socket
-    });
+    // Small answers must not wait for the peer's delayed ACK (Nagle); TCP
+    // keepalive finds peers that vanished without a word. tonic sets
+    // neither on sockets it is handed.
+    let incoming = TcpIncoming::from(listener)
+        .with_nodelay(Some(true))
+        .with_keepalive(Some(config.transport.keepalive_interval));
+    let incoming = connections::capped(incoming, config.transport.max_connections);
+    // Health and reflection pass admission too: with require_read_token,
+    // they need a reader's token like any read.
+    let admission = AdmissionLayer::new(config.auth.clone(), config.limits, &config.transport);
     transport_builder(&config)?
+        .layer(admission)
         .add_service(
             LogServer::new(service)
-                .max_decoding_message_size(max_message)
-                .max_encoding_message_size(max_message),
+                // Admission refuses larger requests first, naming the bound.
+                .max_decoding_message_size(config.limits.max_request_bytes)
+                .max_encoding_message_size(config.limits.max_response_message_bytes()),
         )
         .add_service(health_service)
         .add_service(reflection)

@@ -28,6 +28,15 @@ pub const PROOF_NODE_QUERIES: &str = "merklog_proof_node_queries_total";
 /// memory for proofs.
 pub const NODE_CACHE_LEAVES: &str = "merklog_node_cache_leaves";
 
+/// Bytes of requests and answers the calls in flight hold (see `admission`).
+pub const INFLIGHT_BYTES: &str = "merklog_inflight_bytes";
+/// Requests refused because the bytes in flight were at their limit.
+pub const INFLIGHT_REFUSED: &str = "merklog_inflight_refused_total";
+/// Open connections.
+pub const CONNECTIONS: &str = "merklog_connections";
+/// Connections closed at once because `max_connections` were open.
+pub const CONNECTIONS_REFUSED: &str = "merklog_connections_refused_total";
+
 /// 1 while this instance holds the leader lock and sequences, else 0.
 pub const LEADER: &str = "merklog_leader";
 
@@ -46,6 +55,20 @@ pub fn describe() {
     metrics::describe_counter!(STORAGE_ERRORS, "Storage calls that failed");
     metrics::describe_counter!(AUTH_FAILURES, "Requests refused by access control");
     metrics::describe_gauge!(LEADER, "1 while this instance sequences appends");
+    metrics::describe_gauge!(
+        INFLIGHT_BYTES,
+        metrics::Unit::Bytes,
+        "Bytes of requests and answers held by the calls in flight"
+    );
+    metrics::describe_counter!(
+        INFLIGHT_REFUSED,
+        "Requests refused because the bytes in flight were at their limit"
+    );
+    metrics::describe_gauge!(CONNECTIONS, "Open connections");
+    metrics::describe_counter!(
+        CONNECTIONS_REFUSED,
+        "Connections closed at once because max connections were open"
+    );
     metrics::describe_counter!(
         PROOF_NODE_QUERIES,
         "Store queries for proof nodes below the node cache"
@@ -89,4 +112,20 @@ pub(crate) fn auth_failure(reason: &'static str) {
 
 pub(crate) fn leader(leading: bool) {
     metrics::gauge!(LEADER).set(if leading { 1.0 } else { 0.0 });
+}
+
+pub(crate) fn inflight_bytes(bytes: usize) {
+    metrics::gauge!(INFLIGHT_BYTES).set(bytes as f64);
+}
+
+pub(crate) fn inflight_refused() {
+    metrics::counter!(INFLIGHT_REFUSED).increment(1);
+}
+
+pub(crate) fn connections(open: usize) {
+    metrics::gauge!(CONNECTIONS).set(open as f64);
+}
+
+pub(crate) fn connection_refused() {
+    metrics::counter!(CONNECTIONS_REFUSED).increment(1);
 }

@@ -1,5 +1,9 @@
 //! The `merklog.v1.Log` gRPC service: validation of every request, reads
 //! from the store, appends through the sequencer.
+//!
+//! It does not decide who may call it: admission ([`crate::admission`])
+//! does, in front of every service on the port, before a request's body is
+//! read, and hands an append the caller's name ([`Caller`]).
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -17,7 +21,7 @@ use merklog_storage::LogStore;
 use tokio::sync::watch;
 use tonic::{Request, Response, Status};
 
-use crate::auth::{Access, AuthConfig};
+use crate::admission::Caller;
 use crate::config::Limits;
 use crate::leadership::InstanceRole;
 use crate::node_cache::{spawn_filler, Filler, NodeCache};
@@ -32,7 +36,6 @@ pub struct LogService<S> {
     public_key: PublicKey,
     log_id: LogId,
     limits: Limits,
-    auth: AuthConfig,
     node_cache: Arc<NodeCache>,
     _filler: Option<Filler>,
     /// The store reads of concurrent proofs, merged.
@@ -50,11 +53,10 @@ impl<S: LogStore + Send + Sync + 'static> LogService<S> {
         sequencer: SequencerHandle,
         public_key: PublicKey,
         limits: Limits,
-        auth: AuthConfig,
     ) -> Self {
         let node_cache = sequencer.node_cache().clone();
         let (_, role) = watch::channel(InstanceRole::Leader(sequencer));
-        Self::with_role(store, role, public_key, limits, auth, node_cache)
+        Self::with_role(store, role, public_key, limits, node_cache)
     }
 
     /// Returns the service of an instance whose role may change: `role`
@@ -71,7 +73,6 @@ impl<S: LogStore + Send + Sync + 'static> LogService<S> {
         role: watch::Receiver<InstanceRole>,
         public_key: PublicKey,
         limits: Limits,
-        auth: AuthConfig,
         node_cache: Arc<NodeCache>,
     ) -> Self {
         let log_id = public_key.log_id();
@@ -83,7 +84,6 @@ impl<S: LogStore + Send + Sync + 'static> LogService<S> {
             public_key,
             log_id,
             limits,
-            auth,
             node_cache,
             _filler: filler,
             reads,
@@ -119,24 +119,6 @@ impl<S: LogStore + Send + Sync + 'static> LogService<S> {
             }
             Err(Status::deadline_exceeded(message))
         })
-    }
-
-    fn authorize<T>(
-        &self,
-        request: &Request<T>,
-        method: &str,
-        access: Access,
-    ) -> Result<Option<String>, Status> {
-        // The leaf comes first; it is present only with mutual TLS.
-        let certs = request.peer_certs();
-        let leaf = certs.as_ref().and_then(|c| c.first()).map(|c| c.as_ref());
-        Ok(self.auth.authorize(
-            request.metadata(),
-            request.remote_addr(),
-            leaf,
-            method,
-            access,
-        )?)
     }
 
     fn wire_sth(&self, sth: &SignedTreeHead) -> v1::SignedTreeHead {
@@ -547,10 +529,28 @@ impl<S: LogStore + Send + Sync + 'static> LogService<S> {
             ));
         }
         // A page is cut at the page size and at the latest signed size, as
-        // the proto says: the caller asks again from where it ended.
+        // the proto says, and at max_response_bytes of entry data: the
+        // caller asks again from where it ended. The store is read in
+        // chunks that fit what is left of the bytes even if every entry is
+        // as large as allowed, so a page never reads more than the bound
+        // (or one entry) into memory.
         let max = self.limits.max_page_size as u64;
         let end = end.min(size).min(start.saturating_add(max));
-        let entries = self.checked_entries(start, end).await?;
+        let largest = self.limits.max_entry_bytes.max(1) as u64;
+        let mut room = self.limits.max_response_bytes;
+        let mut entries = Vec::new();
+        let mut next = start;
+        while next < end {
+            let fit = (room as u64 / largest).min(end - next);
+            let chunk = if entries.is_empty() { fit.max(1) } else { fit };
+            if chunk == 0 {
+                break;
+            }
+            let read = self.checked_entries(next, next + chunk).await?;
+            room = room.saturating_sub(read.iter().map(|e| e.entry.len()).sum());
+            next += chunk;
+            entries.extend(read);
+        }
         Ok(v1::GetEntriesResponse {
             entries: entries.into_iter().map(entry_to_wire).collect(),
         })
@@ -628,7 +628,10 @@ impl<S: LogStore + Send + Sync + 'static> Log for LogService<S> {
         &self,
         request: Request<v1::AppendRequest>,
     ) -> Result<Response<v1::AppendResponse>, Status> {
-        let client = self.authorize(&request, "Append", Access::Append)?;
+        let client = request
+            .extensions()
+            .get::<Caller>()
+            .and_then(|c| c.0.clone());
         let peer = request.remote_addr();
         let req = request.into_inner();
         let entries = req.entries.len();
@@ -661,9 +664,8 @@ impl<S: LogStore + Send + Sync + 'static> Log for LogService<S> {
 
     async fn get_signed_tree_head(
         &self,
-        request: Request<v1::GetSignedTreeHeadRequest>,
+        _request: Request<v1::GetSignedTreeHeadRequest>,
     ) -> Result<Response<v1::SignedTreeHead>, Status> {
-        self.authorize(&request, "GetSignedTreeHead", Access::Read)?;
         Ok(Response::new(self.wire_sth(&self.latest()?)))
     }
 
@@ -671,7 +673,6 @@ impl<S: LogStore + Send + Sync + 'static> Log for LogService<S> {
         &self,
         request: Request<v1::GetInclusionProofRequest>,
     ) -> Result<Response<v1::InclusionProof>, Status> {
-        self.authorize(&request, "GetInclusionProof", Access::Read)?;
         let answer = self
             .within_deadline("GetInclusionProof", async {
                 Ok(self.inclusion(request.into_inner()).await?)
@@ -684,7 +685,6 @@ impl<S: LogStore + Send + Sync + 'static> Log for LogService<S> {
         &self,
         request: Request<v1::GetInclusionProofsRequest>,
     ) -> Result<Response<v1::InclusionProofs>, Status> {
-        self.authorize(&request, "GetInclusionProofs", Access::Read)?;
         let answer = self
             .within_deadline("GetInclusionProofs", async {
                 Ok(self.inclusions(request.into_inner()).await?)
@@ -697,7 +697,6 @@ impl<S: LogStore + Send + Sync + 'static> Log for LogService<S> {
         &self,
         request: Request<v1::GetConsistencyProofRequest>,
     ) -> Result<Response<v1::ConsistencyProof>, Status> {
-        self.authorize(&request, "GetConsistencyProof", Access::Read)?;
         let answer = self
             .within_deadline("GetConsistencyProof", async {
                 Ok(self.consistency(request.into_inner()).await?)
@@ -710,7 +709,6 @@ impl<S: LogStore + Send + Sync + 'static> Log for LogService<S> {
         &self,
         request: Request<v1::GetEntriesRequest>,
     ) -> Result<Response<v1::GetEntriesResponse>, Status> {
-        self.authorize(&request, "GetEntries", Access::Read)?;
         let answer = self
             .within_deadline("GetEntries", async {
                 Ok(self.entries_page(request.into_inner()).await?)
@@ -723,7 +721,6 @@ impl<S: LogStore + Send + Sync + 'static> Log for LogService<S> {
         &self,
         request: Request<v1::GetEntryAndProofRequest>,
     ) -> Result<Response<v1::EntryAndProof>, Status> {
-        self.authorize(&request, "GetEntryAndProof", Access::Read)?;
         let answer = self
             .within_deadline("GetEntryAndProof", async {
                 Ok(self.entry_and_proof(request.into_inner()).await?)
@@ -734,9 +731,8 @@ impl<S: LogStore + Send + Sync + 'static> Log for LogService<S> {
 
     async fn get_log_info(
         &self,
-        request: Request<v1::GetLogInfoRequest>,
+        _request: Request<v1::GetLogInfoRequest>,
     ) -> Result<Response<v1::LogInfo>, Status> {
-        self.authorize(&request, "GetLogInfo", Access::Read)?;
         Ok(Response::new(v1::LogInfo {
             public_key_der: self.public_key.der().to_vec(),
             public_key_pem: self.public_key.pem(),
@@ -747,6 +743,7 @@ impl<S: LogStore + Send + Sync + 'static> Log for LogService<S> {
             max_entry_bytes: self.limits.max_entry_bytes as u64,
             max_entries_per_append: self.limits.max_entries_per_append as u32,
             max_page_size: self.limits.max_page_size as u32,
+            max_request_bytes: self.limits.max_request_bytes as u64,
         }))
     }
 }

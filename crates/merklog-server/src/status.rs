@@ -51,6 +51,32 @@ pub enum ServiceError {
     /// Stored data is missing or malformed: the store needs `verify-store`.
     #[error("stored log is damaged: {0}")]
     DataLoss(String),
+    /// A request message declares more bytes than its bound allows; refused
+    /// before its body is read.
+    #[error("the request message is {declared} bytes; the limit of {bound} is {limit} bytes")]
+    RequestTooLarge {
+        declared: usize,
+        limit: usize,
+        bound: &'static str,
+    },
+    /// A request message carries more top-level fields than any valid
+    /// request, which would make decoding it cost many times its size.
+    #[error(
+        "the request message has more than {limit} fields; a call carries at most \
+         {entries} entries (--max-entries-per-append) or {page} leaves (--max-page-size)"
+    )]
+    TooManyFields {
+        limit: usize,
+        entries: usize,
+        page: usize,
+    },
+    /// The requests and answers in flight on the whole server hold their
+    /// bound of bytes: retry later.
+    #[error(
+        "the server is overloaded: requests and answers in flight hold its limit of {limit} \
+         bytes (--max-inflight-bytes); retry later"
+    )]
+    InflightFull { limit: usize },
 }
 
 impl ServiceError {
@@ -159,7 +185,10 @@ impl From<ServiceError> for Status {
             ServiceError::InvalidArgument { .. } => Code::InvalidArgument,
             ServiceError::OutOfRange { .. } => Code::OutOfRange,
             ServiceError::NotFound(_) => Code::NotFound,
-            ServiceError::Overloaded { .. } => Code::ResourceExhausted,
+            ServiceError::Overloaded { .. }
+            | ServiceError::RequestTooLarge { .. }
+            | ServiceError::InflightFull { .. } => Code::ResourceExhausted,
+            ServiceError::TooManyFields { .. } => Code::InvalidArgument,
             ServiceError::Unavailable(_) | ServiceError::NotLeader { .. } => Code::Unavailable,
             ServiceError::Internal(_) => Code::Internal,
             ServiceError::Unauthenticated(_) => Code::Unauthenticated,

@@ -154,8 +154,9 @@ pub async fn run(args: AppendArgs, out: &mut dyn Write) -> CommandResult {
 }
 
 /// Appends `entries` in as many calls as the log's
-/// `max_entries_per_append` requires; each call's receipt is checked (its
-/// proofs against its head, and its head consistent with the one before).
+/// `max_entries_per_append` and `max_request_bytes` require; each call's
+/// receipt is checked (its proofs against its head, and its head consistent
+/// with the one before).
 ///
 /// # Errors
 /// As [`Client::append`].
@@ -164,18 +165,65 @@ pub async fn append_all(
     entries: Vec<Vec<u8>>,
 ) -> CommandResult<Vec<AppendReceipt>> {
     let info = client.log_info().await?;
-    let chunk = (info.max_entries_per_append as usize).max(1);
-    let mut receipts = Vec::with_capacity(entries.len().div_ceil(chunk));
-    for part in entries.chunks(chunk) {
+    let count = (info.max_entries_per_append as usize).max(1);
+    let bytes = usize::try_from(info.max_request_bytes).unwrap_or(usize::MAX);
+    let mut receipts = Vec::new();
+    for part in batches(&entries, count, bytes) {
         receipts.push(client.append(part.to_vec()).await?);
     }
     Ok(receipts)
+}
+
+/// The gRPC message prefix, and what one entry costs beyond its bytes in an
+/// `AppendRequest` (its field tag and length, rounded up).
+const REQUEST_PREFIX: usize = 5;
+const ENTRY_FRAMING: usize = 8;
+
+/// Splits `entries` into runs of at most `count` entries whose request fits
+/// in `max_bytes` (0: no byte limit). An entry too large for any request
+/// goes alone, for the log to refuse with its reason.
+fn batches(entries: &[Vec<u8>], count: usize, max_bytes: usize) -> Vec<&[Vec<u8>]> {
+    let max_bytes = if max_bytes == 0 {
+        usize::MAX
+    } else {
+        max_bytes
+    };
+    let mut out = Vec::new();
+    let mut start = 0;
+    let mut size = REQUEST_PREFIX;
+    for (i, e) in entries.iter().enumerate() {
+        let cost = e.len() + ENTRY_FRAMING;
+        if i > start && (i - start == count || size.saturating_add(cost) > max_bytes) {
+            out.push(&entries[start..i]);
+            start = i;
+            size = REQUEST_PREFIX;
+        }
+        size = size.saturating_add(cost);
+    }
+    if start < entries.len() {
+        out.push(&entries[start..]);
+    }
+    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::client::SafetyArgs;
+
+    #[test]
+    fn appends_are_split_by_count_and_by_bytes() {
+        let entries: Vec<Vec<u8>> = (0..10).map(|i| vec![i; 100]).collect();
+        let sizes = |b: Vec<&[Vec<u8>]>| b.iter().map(|p| p.len()).collect::<Vec<_>>();
+        assert_eq!(sizes(batches(&entries, 4, 0)), [4, 4, 2]);
+        // 5 + 3 × 108 = 329 bytes fit in 330; a fourth entry does not.
+        assert_eq!(sizes(batches(&entries, 100, 330)), [3, 3, 3, 1]);
+        assert_eq!(sizes(batches(&entries, 2, 330)), [2, 2, 2, 2, 2]);
+        // An entry larger than the limit still goes, alone.
+        let big = vec![vec![0; 10], vec![0; 1000], vec![0; 10]];
+        assert_eq!(sizes(batches(&big, 10, 100)), [1, 1, 1]);
+        assert!(batches(&[], 10, 100).is_empty());
+    }
 
     fn args(entries: &[&str], files: Vec<PathBuf>, whole: bool) -> AppendArgs {
         AppendArgs {
