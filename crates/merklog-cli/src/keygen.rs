@@ -105,7 +105,15 @@ pub fn cert_fingerprint(args: CertFingerprintArgs) -> anyhow::Result<()> {
 /// through. Without it, `path` must not exist.
 pub fn write_private_key(path: &Path, signer: &LogSigner, overwrite: bool) -> anyhow::Result<()> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        // Directories made here (./data for the embedded default) are the
+        // owner's alone, as the store made beside the key is.
+        let mut builder = std::fs::DirBuilder::new();
+        builder.recursive(true);
+        #[cfg(unix)]
+        std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+        builder
+            .create(dir)
+            .with_context(|| format!("cannot create {}", dir.display()))?;
     }
     let existing = if overwrite {
         Existing::Replace
@@ -144,6 +152,11 @@ mod tests {
             use std::os::unix::fs::PermissionsExt;
             let mode = std::fs::metadata(&path).unwrap().permissions().mode();
             assert_eq!(mode & 0o777, 0o600);
+            let dir_mode = std::fs::metadata(path.parent().unwrap())
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(dir_mode & 0o777, 0o700);
         }
         assert_eq!(
             read_private_key(&path).unwrap().public_key(),

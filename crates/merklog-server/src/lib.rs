@@ -114,7 +114,7 @@ fn transport_builder(config: &ServerConfig) -> Result<tonic::transport::Server, 
 /// transport fails.
 pub async fn serve<S: LogStore + Send + Sync + 'static>(
     listener: TcpListener,
-    config: ServerConfig,
+    mut config: ServerConfig,
     store: Arc<S>,
     keys: impl Into<LogKeys>,
     clock: Arc<dyn Clock>,
@@ -179,7 +179,11 @@ pub async fn serve<S: LogStore + Send + Sync + 'static>(
     // Health and reflection pass admission too: with require_read_token,
     // they need a reader's token like any read.
     let admission = AdmissionLayer::new(config.auth.clone(), config.limits, &config.transport);
-    transport_builder(&config)?
+    let transport = transport_builder(&config)?;
+    // The acceptor holds what it needs of the TLS key now; the PEM copy
+    // (zeroized on drop) goes at once rather than when the server stops.
+    config.tls = None;
+    transport
         .layer(admission)
         .add_service(
             LogServer::new(service)
