@@ -139,8 +139,10 @@ pub struct ServeArgs {
         requires = "public_key"
     )]
     pub read_only: bool,
-    /// The log's public key (PEM), for --read-only.
-    #[arg(long, env = "MERKLOG_PUBLIC_KEY", conflicts_with = "key")]
+    /// The log's public key (PEM), for --read-only. Its variable is not the
+    /// clients' MERKLOG_PUBLIC_KEY: a shell set up for client commands must
+    /// not turn `serve` read-only.
+    #[arg(long, env = "MERKLOG_READ_ONLY_PUBLIC_KEY", conflicts_with = "key")]
     pub public_key: Option<PathBuf>,
     /// How often a follower reads the latest head and tries for the lead,
     /// and a leader checks it still holds the lock, in milliseconds.
@@ -163,7 +165,11 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
 fn init_tracing(format: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    // Colours only for a person at a terminal, never into files or collectors.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(ansi);
     if format == "json" {
         builder.json().init();
     } else {
@@ -412,6 +418,30 @@ async fn shutdown_signal() {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The README's tour exports MERKLOG_PUBLIC_KEY for client commands; a
+    /// later `merklog serve` in that shell must not read it.
+    #[test]
+    fn serve_does_not_take_the_clients_public_key_variable() {
+        use clap::CommandFactory;
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            serve: ServeArgs,
+        }
+        let command = Cli::command();
+        let public_key = command
+            .get_arguments()
+            .find(|a| a.get_id() == "public_key")
+            .unwrap();
+        assert_eq!(
+            public_key.get_env(),
+            Some(std::ffi::OsStr::new("MERKLOG_READ_ONLY_PUBLIC_KEY"))
+        );
+        assert!(command
+            .get_arguments()
+            .all(|a| a.get_env() != Some(std::ffi::OsStr::new("MERKLOG_PUBLIC_KEY"))));
+    }
 
     #[test]
     fn passwords_are_redacted() {

@@ -156,15 +156,17 @@ pub async fn serve<S: LogStore + Send + Sync + 'static>(
     // Both reflection versions: older grpcurl and grpcui speak only v1alpha.
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(merklog_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()
         .map_err(|e| ServeError::Reflection(e.to_string()))?;
     let reflection_v1alpha = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(merklog_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()
         .map_err(|e| ServeError::Reflection(e.to_string()))?;
 
     tracing::info!(
-        addr = ?local,
+        addr = %local.map_or_else(|| "unknown".to_owned(), |a| a.to_string()),
         tls = config.tls.as_ref().map_or("off", |t| if t.is_mutual() { "mutual" } else { "on" }),
         log_id = %keys.public.log_id(),
         "serving merklog.v1.Log"
