@@ -1,3 +1,4 @@
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
@@ -6,36 +7,41 @@ use merklog_sth::{LogSigner, Zeroizing};
 
 #[derive(clap::Args)]
 pub struct KeygenArgs {
-    /// Where to write the private key (PKCS#8 PEM, created with mode 0600).
-    #[arg(long, short, default_value = "merklog-key.pem")]
+    /// Where to write the private key (PKCS#8 PEM, created with mode 0600);
+    /// the default is where `merklog serve` and `merklog public-key` look.
+    #[arg(long, short, default_value = DEFAULT_KEY_PATH)]
     pub out: PathBuf,
     /// Overwrite an existing file.
     #[arg(long)]
     pub force: bool,
 }
 
-pub fn run(args: KeygenArgs) -> anyhow::Result<()> {
+/// Where `keygen` writes, `serve` reads and `public-key` reads the log's key
+/// when none is named.
+pub const DEFAULT_KEY_PATH: &str = "./data/log-key.pem";
+
+pub fn run(args: KeygenArgs, out: &mut impl Write) -> anyhow::Result<()> {
     let signer = LogSigner::generate(&mut rand_core::OsRng);
     write_private_key(&args.out, &signer, args.force)?;
     let public = signer.public_key();
-    println!("wrote {}", args.out.display());
-    println!("log ID: {}", public.log_id());
-    print!("{}", public.pem());
+    writeln!(out, "wrote {}", args.out.display())?;
+    writeln!(out, "log ID: {}", public.log_id())?;
+    write!(out, "{}", public.pem())?;
     Ok(())
 }
 
 #[derive(clap::Args)]
 pub struct PublicKeyArgs {
     /// The private key file (PKCS#8 PEM).
-    #[arg(long, short, env = "MERKLOG_KEY", default_value = "./data/log-key.pem")]
+    #[arg(long, short, env = "MERKLOG_KEY", default_value = DEFAULT_KEY_PATH)]
     pub key: PathBuf,
 }
 
 /// Prints the public key in PEM on stdout (for `--public-key` files) and the
 /// log ID on stderr.
-pub fn public_key(args: PublicKeyArgs) -> anyhow::Result<()> {
+pub fn public_key(args: PublicKeyArgs, out: &mut impl Write) -> anyhow::Result<()> {
     let signer = read_private_key(&args.key)?;
-    print!("{}", signer.public_key().pem());
+    write!(out, "{}", signer.public_key().pem())?;
     eprintln!("log ID: {}", signer.public_key().log_id());
     Ok(())
 }
@@ -48,22 +54,42 @@ pub struct TokenArgs {
     /// `writer` may append and read; `reader` may only read.
     #[arg(long, default_value = "writer", value_parser = ["writer", "reader"])]
     pub role: String,
+    /// Print one JSON object: `token`, `name`, `role`, `token_sha256` and
+    /// `auth_file_entry` (the TOML lines to add).
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Prints a new random bearer token and the `[[client]]` entry of the
 /// `--auth-file` that grants it; only the token's hash goes into the file.
-pub fn token(args: TokenArgs) -> anyhow::Result<()> {
+pub fn token(args: TokenArgs, out: &mut impl Write) -> anyhow::Result<()> {
     use rand_core::RngCore;
     let mut secret = [0u8; 32];
     rand_core::OsRng.fill_bytes(&mut secret);
     let token = hex::encode(secret);
-    println!("token (give it to the client; it is not stored anywhere): {token}");
-    println!();
-    println!("add to the auth file:");
-    println!("[[client]]");
-    println!("name = {:?}", args.name);
-    println!("role = {:?}", args.role);
-    println!("token_sha256 = {:?}", merklog_server::token_hash(&token));
+    let token_sha256 = merklog_server::token_hash(&token);
+    let entry = format!(
+        "[[client]]\nname = {:?}\nrole = {:?}\ntoken_sha256 = {token_sha256:?}\n",
+        args.name, args.role
+    );
+    if args.json {
+        let document = serde_json::json!({
+            "token": token,
+            "name": args.name,
+            "role": args.role,
+            "token_sha256": token_sha256,
+            "auth_file_entry": entry,
+        });
+        writeln!(out, "{document}")?;
+    } else {
+        writeln!(
+            out,
+            "token (give it to the client; it is not stored anywhere): {token}"
+        )?;
+        writeln!(out)?;
+        writeln!(out, "add to the auth file:")?;
+        write!(out, "{entry}")?;
+    }
     Ok(())
 }
 
@@ -82,18 +108,18 @@ pub struct CertFingerprintArgs {
 
 /// Prints the SHA-256 fingerprint of a client certificate and the
 /// `[[client]]` entry of the `--auth-file` that grants it a role.
-pub fn cert_fingerprint(args: CertFingerprintArgs) -> anyhow::Result<()> {
+pub fn cert_fingerprint(args: CertFingerprintArgs, out: &mut impl Write) -> anyhow::Result<()> {
     let pem = std::fs::read(&args.cert)
         .with_context(|| format!("cannot read the certificate {}", args.cert.display()))?;
     let fingerprint = merklog_server::leaf_fingerprint_from_pem(&pem)
         .with_context(|| format!("in {}", args.cert.display()))?;
-    println!("sha256 fingerprint (DER): {fingerprint}");
-    println!();
-    println!("add to the auth file (the log needs --tls-client-ca):");
-    println!("[[client]]");
-    println!("name = {:?}", args.name);
-    println!("role = {:?}", args.role);
-    println!("cert_sha256 = {fingerprint:?}");
+    writeln!(out, "sha256 fingerprint (DER): {fingerprint}")?;
+    writeln!(out)?;
+    writeln!(out, "add to the auth file (the log needs --tls-client-ca):")?;
+    writeln!(out, "[[client]]")?;
+    writeln!(out, "name = {:?}", args.name)?;
+    writeln!(out, "role = {:?}", args.role)?;
+    writeln!(out, "cert_sha256 = {fingerprint:?}")?;
     Ok(())
 }
 

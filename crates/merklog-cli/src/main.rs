@@ -1,9 +1,10 @@
 //! `merklog`: run a log, make its key, and (as a client) talk to one.
 
 mod keygen;
+mod man;
 mod serve;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 #[derive(Parser)]
 #[command(
@@ -31,6 +32,10 @@ enum Command {
     CertFingerprint(keygen::CertFingerprintArgs),
     #[command(flatten)]
     Client(merklog_cli::client::ClientCommand),
+    /// Write the manual pages (roff) of merklog and every command.
+    Man(man::ManArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions(man::CompletionsArgs),
 }
 
 // A gRPC service allocates and frees many small buffers per call; mimalloc
@@ -40,18 +45,27 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    let mut stdout = std::io::stdout().lock();
     let result = match cli.command {
         Command::Serve(args) => serve::run(args),
-        Command::Keygen(args) => keygen::run(args),
-        Command::Token(args) => keygen::token(args),
-        Command::CertFingerprint(args) => keygen::cert_fingerprint(args),
-        Command::PublicKey(args) => keygen::public_key(args),
+        Command::Keygen(args) => keygen::run(args, &mut stdout),
+        Command::Token(args) => keygen::token(args, &mut stdout),
+        Command::CertFingerprint(args) => keygen::cert_fingerprint(args, &mut stdout),
+        Command::PublicKey(args) => keygen::public_key(args, &mut stdout),
+        Command::Man(args) => man::run_man(Cli::command(), &args, &mut stdout),
+        Command::Completions(args) => man::run_completions(Cli::command(), &args, &mut stdout),
         // Exit codes of the client commands: 0 ok, 1 verification
         // failure, 2 usage or connection error (docs/FORMATS.md).
-        Command::Client(command) => return command.run(),
+        Command::Client(command) => {
+            drop(stdout);
+            return command.run();
+        }
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
+        // A reader that stopped reading (`merklog token | head -1`) is not
+        // an error worth a message.
+        Err(e) if merklog_cli::client::is_broken_pipe(&e) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("merklog: error: {e:#}");
             std::process::ExitCode::FAILURE

@@ -14,7 +14,7 @@ use crate::keygen::{read_private_key, write_private_key};
 /// The embedded default store.
 const DEFAULT_DATABASE: &str = "sqlite://./data/merklog.db";
 /// Where the embedded default keeps the key it creates on first run.
-const DEFAULT_KEY: &str = "./data/log-key.pem";
+const DEFAULT_KEY: &str = crate::keygen::DEFAULT_KEY_PATH;
 
 #[derive(clap::Args)]
 pub struct ServeArgs {

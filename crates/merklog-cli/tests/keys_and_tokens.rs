@@ -1,7 +1,8 @@
 //! The `merklog` binary with private keys and tokens: `keygen --force`
 //! writes a fresh owner-only file and replaces a symbolic link rather than
 //! writing through it; a token bound for a plain-text address that is not
-//! this machine is refused before any connection.
+//! this machine is refused before any connection; `keygen` writes where
+//! `serve` and `public-key` look; `token --json` is an auth file entry.
 
 use std::path::Path;
 use std::process::Output;
@@ -83,4 +84,61 @@ fn a_token_for_a_plain_text_remote_address_is_refused() {
     );
     assert!(stderr.contains("--allow-insecure-token"), "{stderr}");
     assert!(!stderr.contains("writer-token"), "{stderr}");
+}
+
+#[test]
+fn token_json_grants_what_the_text_form_grants() {
+    let out = merklog(&[
+        "token".as_ref(),
+        "--name".as_ref(),
+        "billing".as_ref(),
+        "--json".as_ref(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let token = doc["token"].as_str().unwrap();
+    assert_eq!(token.len(), 64, "32 random bytes in hex");
+    assert_eq!(doc["name"], "billing");
+    assert_eq!(doc["role"], "writer");
+    let hash = merklog_server::token_hash(token);
+    assert_eq!(doc["token_sha256"], hash.as_str());
+    assert_eq!(
+        doc["auth_file_entry"],
+        format!("[[client]]\nname = \"billing\"\nrole = \"writer\"\ntoken_sha256 = \"{hash}\"\n")
+    );
+    // The entry is what the server's auth file accepts, and it grants the token.
+    let auth = merklog_server::AuthConfig::from_toml(doc["auth_file_entry"].as_str().unwrap());
+    assert!(auth.is_ok(), "{:?}", auth.err());
+}
+
+#[test]
+fn keygen_writes_where_serve_and_public_key_look() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_merklog"))
+        .arg("keygen")
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(dir.path().join("data/log-key.pem").is_file());
+    let public = std::process::Command::new(env!("CARGO_BIN_EXE_merklog"))
+        .arg("public-key")
+        .current_dir(dir.path())
+        .env_remove("MERKLOG_KEY")
+        .output()
+        .unwrap();
+    assert!(
+        public.status.success(),
+        "{}",
+        String::from_utf8_lossy(&public.stderr)
+    );
+    assert!(String::from_utf8_lossy(&public.stdout).contains("BEGIN PUBLIC KEY"));
 }

@@ -94,6 +94,10 @@ impl ClientCommand {
         });
         match result {
             Ok(()) => ExitCode::SUCCESS,
+            // The reader went away (`merklog entries | head`): nothing to say.
+            Err(CommandError::Output(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+                ExitCode::SUCCESS
+            }
             Err(e) => {
                 eprintln!("merklog: {}", e.headline());
                 if json {
@@ -313,6 +317,15 @@ pub struct OutputArgs {
     /// Print JSON (the documents of docs/FORMATS.md) instead of text.
     #[arg(long)]
     pub json: bool,
+}
+
+/// Whether `error` comes from writing to a pipe whose reader has gone.
+pub fn is_broken_pipe(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }
 
 /// Reads a PEM public key file.
