@@ -34,6 +34,7 @@ fn monitor_args(log: &Log, scratch: &Scratch, state: &std::path::Path) -> Monito
         once: true,
         interval: 1,
         check_entries: true,
+        tls: Default::default(),
         safety: SafetyArgs::default(),
         out: OutputArgs { json: true },
     }

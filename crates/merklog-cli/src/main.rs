@@ -45,21 +45,20 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    let mut stdout = std::io::stdout().lock();
+    // Locked per command, never while serving: the server's log lines go
+    // to stdout from its worker threads.
+    let stdout = || std::io::stdout().lock();
     let result = match cli.command {
         Command::Serve(args) => serve::run(args),
-        Command::Keygen(args) => keygen::run(args, &mut stdout),
-        Command::Token(args) => keygen::token(args, &mut stdout),
-        Command::CertFingerprint(args) => keygen::cert_fingerprint(args, &mut stdout),
-        Command::PublicKey(args) => keygen::public_key(args, &mut stdout),
-        Command::Man(args) => man::run_man(Cli::command(), &args, &mut stdout),
-        Command::Completions(args) => man::run_completions(Cli::command(), &args, &mut stdout),
+        Command::Keygen(args) => keygen::run(args, &mut stdout()),
+        Command::Token(args) => keygen::token(args, &mut stdout()),
+        Command::CertFingerprint(args) => keygen::cert_fingerprint(args, &mut stdout()),
+        Command::PublicKey(args) => keygen::public_key(args, &mut stdout()),
+        Command::Man(args) => man::run_man(Cli::command(), &args, &mut stdout()),
+        Command::Completions(args) => man::run_completions(Cli::command(), &args, &mut stdout()),
         // Exit codes of the client commands: 0 ok, 1 verification
         // failure, 2 usage or connection error (docs/FORMATS.md).
-        Command::Client(command) => {
-            drop(stdout);
-            return command.run();
-        }
+        Command::Client(command) => return command.run(),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

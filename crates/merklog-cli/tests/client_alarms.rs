@@ -253,6 +253,7 @@ fn monitor_args(url: &str, key: PathBuf, state: PathBuf, once: bool) -> MonitorA
         once,
         interval: 0,
         check_entries: false,
+        tls: Default::default(),
         safety: SafetyArgs::default(),
         out: OutputArgs { json: true },
     }
@@ -286,7 +287,7 @@ async fn monitor_keeps_its_verified_head_when_the_state_file_vanishes() {
         state.clone(),
         false,
     );
-    let mut monitor = Monitor::new(&args, key.public_key().clone());
+    let mut monitor = Monitor::new(&args, key.public_key().clone()).unwrap();
 
     let (step, warnings) = check_monitor(&mut monitor).await;
     let step = step.unwrap();
@@ -368,7 +369,7 @@ async fn monitor_checks_an_older_state_file_against_its_verified_head() {
         state.clone(),
         false,
     );
-    let mut monitor = Monitor::new(&args, key.public_key().clone());
+    let mut monitor = Monitor::new(&args, key.public_key().clone()).unwrap();
     check_monitor(&mut monitor).await.0.unwrap();
     let old = std::fs::read(&state).unwrap();
     log.serve_tree(entries(&["e0", "e1", "e2", "e3", "e4", "e5"]));
@@ -405,7 +406,7 @@ async fn monitor_alarms_when_the_log_keeps_refusing_a_consistency_proof() {
     let state = dir.path().join("state.json");
     let key_path = key_file(dir.path(), &key, "log.pem");
     let args = monitor_args(&server.url, key_path.clone(), state.clone(), false);
-    let mut monitor = Monitor::new(&args, key.public_key().clone());
+    let mut monitor = Monitor::new(&args, key.public_key().clone()).unwrap();
     check_monitor(&mut monitor).await.0.unwrap();
 
     // A new signed head, and a log that will not prove it follows the old.
@@ -478,7 +479,7 @@ async fn monitor_counts_refusals_from_one_size_and_retries_outages() {
     let state = dir.path().join("state.json");
     let key_path = key_file(dir.path(), &key, "log.pem");
     let args = monitor_args(&server.url, key_path.clone(), state.clone(), false);
-    let mut monitor = Monitor::new(&args, key.public_key().clone());
+    let mut monitor = Monitor::new(&args, key.public_key().clone()).unwrap();
     check_monitor(&mut monitor).await.0.unwrap();
 
     // An overloaded or unavailable log is not refusing: no alarm however

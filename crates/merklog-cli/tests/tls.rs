@@ -116,6 +116,21 @@ async fn serve_and_append_over_mutual_tls() {
     let receipt: serde_json::Value = serde_json::from_slice(&appended.stdout).unwrap();
     assert_eq!(receipt["tree_head"]["tree_size"], 1, "{receipt}");
 
+    // The monitor takes the same TLS flags as every other client command.
+    let state = p("monitor-state.json");
+    let monitored = merklog(
+        &[
+            &["monitor", "--once", "--json", "--state", &state][..],
+            &client_flags,
+            &mtls,
+        ]
+        .concat(),
+    )
+    .await;
+    assert!(monitored.status.success(), "{}", text(&monitored));
+    let step: serde_json::Value = serde_json::from_slice(&monitored.stdout).unwrap();
+    assert_eq!(step["tree_head"]["tree_size"], 1, "{step}");
+
     // Without its certificate the client is refused by the TLS layer (the
     // alert's name, or a broken pipe, reset or closed connection when the
     // client was already writing, or hyper's "connection was not ready"

@@ -289,26 +289,68 @@ impl LogArgs {
     /// [`CommandError::Usage`] naming a file that cannot be read, or a
     /// client certificate without a CA to trust.
     pub fn tls(&self) -> CommandResult<Option<ClientTls>> {
-        let Some(ca) = &self.tls_ca else {
-            if self.tls_cert.is_some() {
-                return Err(CommandError::Usage(
-                    "--tls-cert needs --tls-ca: the CA that signed the log's certificate".into(),
-                ));
-            }
-            return Ok(None);
-        };
-        let identity = match (&self.tls_cert, &self.tls_key) {
-            (Some(cert), Some(key)) => Some((
-                read_text(cert, "TLS client certificate")?.into_bytes(),
-                read_text(key, "TLS client key")?.into_bytes(),
-            )),
-            _ => None,
-        };
-        Ok(Some(ClientTls {
-            ca_pem: read_text(ca, "TLS CA certificate")?.into_bytes(),
-            identity,
-        }))
+        read_tls(
+            self.tls_ca.as_deref(),
+            self.tls_cert.as_deref(),
+            self.tls_key.as_deref(),
+        )
     }
+}
+
+/// The TLS options, for a command that does not take all of [`LogArgs`].
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct TlsArgs {
+    /// The CA certificate(s) (PEM) to trust for an https:// server; only
+    /// these are trusted.
+    #[arg(long, env = "MERKLOG_TLS_CA")]
+    pub tls_ca: Option<PathBuf>,
+    /// A client certificate chain (PEM), for a log that requires mutual
+    /// TLS; needs --tls-key.
+    #[arg(long, env = "MERKLOG_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of --tls-cert.
+    #[arg(long, env = "MERKLOG_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+}
+
+impl TlsArgs {
+    /// Reads the TLS files, if any were given.
+    ///
+    /// # Errors
+    /// As [`LogArgs::tls`].
+    pub fn read(&self) -> CommandResult<Option<ClientTls>> {
+        read_tls(
+            self.tls_ca.as_deref(),
+            self.tls_cert.as_deref(),
+            self.tls_key.as_deref(),
+        )
+    }
+}
+
+fn read_tls(
+    ca: Option<&Path>,
+    cert: Option<&Path>,
+    key: Option<&Path>,
+) -> CommandResult<Option<ClientTls>> {
+    let Some(ca) = ca else {
+        if cert.is_some() {
+            return Err(CommandError::Usage(
+                "--tls-cert needs --tls-ca: the CA that signed the log's certificate".into(),
+            ));
+        }
+        return Ok(None);
+    };
+    let identity = match (cert, key) {
+        (Some(cert), Some(key)) => Some((
+            read_text(cert, "TLS client certificate")?.into_bytes(),
+            read_text(key, "TLS client key")?.into_bytes(),
+        )),
+        _ => None,
+    };
+    Ok(Some(ClientTls {
+        ca_pem: read_text(ca, "TLS CA certificate")?.into_bytes(),
+        identity,
+    }))
 }
 
 /// `--json`.

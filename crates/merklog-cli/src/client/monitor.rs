@@ -13,7 +13,9 @@ use merklog_sth::PublicKey;
 use serde::Serialize;
 
 use super::audit::is_refusal;
-use super::{print_json, read_public_key, CommandResult, OutputArgs, Progress, SafetyArgs};
+use super::{
+    print_json, read_public_key, CommandResult, OutputArgs, Progress, SafetyArgs, TlsArgs,
+};
 
 /// How many times in a row the log may refuse a consistency proof from the
 /// same smaller tree size (whatever the larger one: a log that grows
@@ -54,13 +56,15 @@ pub struct MonitorArgs {
     /// Check once and exit (for cron); otherwise check every `--interval`.
     #[arg(long)]
     pub once: bool,
-    /// Seconds between checks.
-    #[arg(long, default_value_t = 60)]
+    /// Seconds between checks, at least 1.
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
     pub interval: u64,
     /// Also download the new entries, check each against its leaf hash and
     /// recompute the new root from them. The first run downloads every entry.
     #[arg(long)]
     pub check_entries: bool,
+    #[command(flatten)]
+    pub tls: TlsArgs,
     #[command(flatten)]
     pub safety: SafetyArgs,
     #[command(flatten)]
@@ -246,16 +250,19 @@ pub struct Monitor {
 impl Monitor {
     /// Returns a monitor of the log `args` names, pinned to `key`, that has
     /// verified nothing yet.
-    pub fn new(args: &MonitorArgs, key: PublicKey) -> Self {
-        Monitor {
+    ///
+    /// # Errors
+    /// [`super::CommandError::Usage`] when a TLS file cannot be read.
+    pub fn new(args: &MonitorArgs, key: PublicKey) -> CommandResult<Self> {
+        Ok(Monitor {
             server: args.server.clone(),
             key,
-            options: args.safety.options(None, args.token.clone()),
+            options: args.safety.options(args.tls.read()?, args.token.clone()),
             state: args.state.clone(),
             check_entries: args.check_entries,
             verified: None,
             refusals: None,
-        }
+        })
     }
 
     /// Returns the last head this monitor verified.
@@ -405,7 +412,7 @@ impl Monitor {
 pub async fn run(args: MonitorArgs, out: &mut dyn Write) -> CommandResult {
     let key = read_public_key(&args.public_key)?;
     let mut progress = Progress::new("monitor: catching up", true);
-    let mut monitor = Monitor::new(&args, key);
+    let mut monitor = Monitor::new(&args, key)?;
     loop {
         let result = monitor.check(&mut progress, &mut std::io::stderr()).await;
         match result {
