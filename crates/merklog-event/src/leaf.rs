@@ -116,3 +116,114 @@ struct LeafEvent {
     attributes: Option<UniqueValue>,
     submitted_by: String,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn sealed() -> SealedEvent {
+        let input = EventInput::from_json(
+            json!({
+                "event_id": "evt-1",
+                "occurred_at": "2026-12-03T13:45:00Z",
+                "actor": {"id": "alice", "kind": "user"},
+                "action": "auth.login",
+                "outcome": "failure",
+                "attributes": {"b": 1.5, "a": "x"}
+            })
+            .to_string()
+            .as_bytes(),
+        )
+        .unwrap();
+        SealedEvent {
+            salt: [7; SALT_LEN],
+            event: Event::from_input(input, "svc:ingest", String::new).unwrap(),
+        }
+    }
+
+    fn body(sealed: &SealedEvent) -> String {
+        String::from_utf8(sealed.entry()[ENTRY_PREFIX.len()..].to_vec()).unwrap()
+    }
+
+    #[test]
+    fn writes_prefix_then_canonical_json() {
+        let s = sealed();
+        assert!(s.entry().starts_with(b"merklog.event.v1\n"));
+        assert_eq!(
+            body(&s),
+            r#"{"event":{"action":"auth.login","actor":{"id":"alice","kind":"user"},"attributes":{"a":"x","b":1.5},"event_id":"evt-1","occurred_at":"2026-12-03T13:45:00Z","outcome":"failure","submitted_by":"svc:ingest"},"salt":"BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc"}"#
+        );
+        assert_eq!(s.leaf_hash(), merklog_merkle::leaf_hash(&s.entry()));
+        assert_eq!(SealedEvent::parse(&s.entry()).unwrap(), s);
+    }
+
+    #[test]
+    fn a_different_salt_gives_a_different_leaf_hash() {
+        let a = sealed();
+        let mut b = a.clone();
+        b.salt[31] ^= 1;
+        assert_ne!(a.leaf_hash(), b.leaf_hash());
+    }
+
+    fn parse_err(body: &str) -> String {
+        let mut entry = ENTRY_PREFIX.to_vec();
+        entry.extend_from_slice(body.as_bytes());
+        SealedEvent::parse(&entry).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn refuses_anything_but_the_canonical_form() {
+        let canonical = body(&sealed());
+        assert_eq!(
+            SealedEvent::parse(canonical.as_bytes())
+                .unwrap_err()
+                .to_string(),
+            "not an event leaf: does not start with \"merklog.event.v1\\n\""
+        );
+        let non_canonical = [
+            canonical.replacen(':', ": ", 1),
+            format!("{canonical}\n"),
+            canonical.replace(
+                r#""attributes":{"a":"x","b":1.5}"#,
+                r#""attributes":{"b":1.5,"a":"x"}"#,
+            ),
+            canonical.replace("1.5", "1.50"),
+            canonical.replace(r#""a":"x""#, r#""a":"\u0078""#),
+            canonical.replace(r#""outcome""#, r#""origin":{},"outcome""#),
+            canonical.replace(r#""outcome""#, r#""request_id":null,"outcome""#),
+        ];
+        for text in non_canonical {
+            let err = parse_err(&text);
+            assert!(
+                err.starts_with("not an event leaf: not in canonical form"),
+                "{text}: {err}"
+            );
+        }
+        assert!(parse_err(
+            &canonical.replace("BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc", "BwcH")
+        )
+        .starts_with("not an event leaf: salt: 3 bytes, must be 32"));
+        assert!(parse_err(&canonical.replace(
+            "BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc",
+            "BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc="
+        ))
+        .starts_with("not an event leaf: salt: not base64url"));
+        assert_eq!(
+            parse_err(&canonical.replace(r#""action":"auth.login""#, r#""action":"Auth""#)),
+            "not an event leaf: event.action: \"Auth\" must be dot-separated lower-case segments of a-z, 0-9, _ and -, like auth.login"
+        );
+        assert!(
+            parse_err(&canonical.replace(r#""submitted_by""#, r#""extra":1,"submitted_by""#))
+                .starts_with("not an event leaf: leaf JSON: unknown field `extra`")
+        );
+        assert!(parse_err("{}").starts_with("not an event leaf: leaf JSON: missing field"));
+    }
+
+    #[test]
+    fn refuses_a_leaf_with_a_repeated_name() {
+        let canonical = body(&sealed());
+        let text = canonical.replace(r#""a":"x","b":1.5"#, r#""a":"x","a":"x","b":1.5"#);
+        assert!(parse_err(&text).contains("repeated name \"a\""));
+    }
+}

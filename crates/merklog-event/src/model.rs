@@ -569,3 +569,277 @@ impl<'de> Visitor<'de> for UniqueVisitor {
         Ok(UniqueValue(Value::Object(map)))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn base() -> Value {
+        json!({
+            "event_id": "evt-1",
+            "occurred_at": "2026-12-03T13:45:00.123Z",
+            "actor": {"id": "alice@example.com", "kind": "user"},
+            "action": "auth.login",
+            "outcome": "success"
+        })
+    }
+
+    fn with(path: &[&str], value: Value) -> Value {
+        let mut v = base();
+        let mut cur = &mut v;
+        for (i, key) in path.iter().enumerate() {
+            if i + 1 == path.len() {
+                cur[*key] = value.clone();
+            } else {
+                if cur.get(*key).is_none() {
+                    cur[*key] = json!({});
+                }
+                cur = &mut cur[*key];
+            }
+        }
+        v
+    }
+
+    fn build(v: &Value) -> Result<Event, EventError> {
+        let input = EventInput::from_json(v.to_string().as_bytes())?;
+        Event::from_input(input, "svc:ingest", || "generated".to_owned())
+    }
+
+    fn problem(v: &Value) -> String {
+        build(v).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn accepts_a_minimal_event_and_omits_absent_fields() {
+        let e = build(&base()).unwrap();
+        assert_eq!(
+            e.to_json(),
+            json!({
+                "event_id": "evt-1",
+                "occurred_at": "2026-12-03T13:45:00.123Z",
+                "actor": {"id": "alice@example.com", "kind": "user"},
+                "action": "auth.login",
+                "outcome": "success",
+                "submitted_by": "svc:ingest"
+            })
+        );
+        assert_eq!(e.occurred_at.unix_nanos(), 1_796_305_500_123_000_000);
+    }
+
+    #[test]
+    fn calls_the_id_generator_only_without_an_event_id() {
+        let mut v = base();
+        v.as_object_mut().unwrap().remove("event_id");
+        assert_eq!(build(&v).unwrap().event_id, "generated");
+        let e = Event::from_input(
+            EventInput::from_json(base().to_string().as_bytes()).unwrap(),
+            "svc:ingest",
+            || panic!("must not be called"),
+        )
+        .unwrap();
+        assert_eq!(e.event_id, "evt-1");
+    }
+
+    #[test]
+    fn names_the_field_and_the_bound() {
+        let long = "x".repeat(300);
+        assert_eq!(
+            problem(&with(&["actor", "id"], json!(long))),
+            "actor.id: 300 bytes, at most 256"
+        );
+        assert_eq!(
+            problem(&with(&["resource"], json!({"kind": "table", "id": ""}))),
+            "resource.id: must not be empty (leave an optional field out instead)"
+        );
+        assert_eq!(
+            problem(&with(&["origin", "host"], json!("web\n01"))),
+            "origin.host: contains the control character U+000A"
+        );
+        assert_eq!(
+            problem(&with(&["request_id"], json!("a\u{85}b"))),
+            "request_id: contains the control character U+0085"
+        );
+        assert_eq!(
+            problem(&with(&["event_id"], json!("has space"))),
+            "event_id: must be printable ASCII without spaces (0x21 to 0x7E)"
+        );
+        assert_eq!(
+            problem(&with(&["event_id"], json!("é"))),
+            "event_id: must be printable ASCII without spaces (0x21 to 0x7E)"
+        );
+        assert_eq!(
+            problem(&with(&["event_id"], json!("e".repeat(129)))),
+            "event_id: 129 bytes, at most 128"
+        );
+        assert_eq!(
+            problem(&with(&["outcome"], json!("SUCCESS"))),
+            "outcome: must be one of success, failure, denied, unknown"
+        );
+        assert_eq!(
+            problem(&with(&["origin", "source_ip"], json!("192.0.2.7:443"))),
+            "origin.source_ip: must be an IPv4 or IPv6 address without port or zone, like 192.0.2.7 or 2001:db8::7"
+        );
+        assert!(problem(&with(&["occurred_at"], json!("yesterday")))
+            .starts_with("occurred_at: must be an RFC 3339"));
+        assert_eq!(
+            problem(&with(&["trace_id"], json!("t".repeat(257)))),
+            "trace_id: 257 bytes, at most 256"
+        );
+        assert_eq!(
+            Event::from_input(
+                EventInput::from_json(base().to_string().as_bytes()).unwrap(),
+                "",
+                String::new
+            )
+            .unwrap_err()
+            .to_string(),
+            "submitted_by: must not be empty (leave an optional field out instead)"
+        );
+    }
+
+    #[test]
+    fn checks_action_names() {
+        for ok in ["auth.login", "login", "db.query.row_level-1", "a.b.c.d"] {
+            assert!(build(&with(&["action"], json!(ok))).is_ok(), "{ok}");
+        }
+        for bad in [
+            "Auth.login",
+            "auth..login",
+            ".auth",
+            "auth.",
+            "auth login",
+            "auth/login",
+            "",
+        ] {
+            let p = problem(&with(&["action"], json!(bad)));
+            assert!(p.starts_with("action: "), "{bad}: {p}");
+        }
+        assert_eq!(
+            problem(&with(&["action"], json!("a".repeat(129)))),
+            "action: 129 bytes, at most 128"
+        );
+    }
+
+    #[test]
+    fn refuses_unknown_keys_wrong_types_and_repeated_names() {
+        let mut v = base();
+        v["submitted_by"] = json!("mallory");
+        assert!(problem(&v).starts_with("event: unknown field `submitted_by`"));
+        assert!(problem(&with(&["actor", "role"], json!("x")))
+            .starts_with("event: unknown field `role`"));
+        assert!(problem(&with(&["outcome"], json!(1))).starts_with("event: invalid type"));
+        let text = br#"{"occurred_at":"2026-12-03T13:45:00Z","actor":{"id":"a","kind":"user"},
+            "action":"a.b","outcome":"success","attributes":{"k":1,"n":{"x":1,"x":2}}}"#;
+        let err = EventInput::from_json(text).unwrap_err().to_string();
+        assert!(
+            err.starts_with("event: repeated name \"x\" in an object"),
+            "{err}"
+        );
+        // serde_json refuses lone surrogate escapes: strings are always
+        // valid Unicode scalar values.
+        let lone = br#"{"occurred_at":"2026-12-03T13:45:00Z","actor":{"id":"\ud800","kind":"user"},
+            "action":"a.b","outcome":"success"}"#;
+        let err = EventInput::from_json(lone).unwrap_err().to_string();
+        assert!(
+            err.starts_with("event: unexpected end of hex escape"),
+            "{err}"
+        );
+        let lone_low = br#"{"occurred_at":"2026-12-03T13:45:00Z","actor":{"id":"a","kind":"user"},
+            "action":"a.b","outcome":"success","attributes":{"k":"\udc00"}}"#;
+        let err = EventInput::from_json(lone_low).unwrap_err().to_string();
+        assert!(err.contains("surrogate"), "{err}");
+    }
+
+    #[test]
+    fn checks_attributes() {
+        assert_eq!(
+            problem(&with(&["attributes"], json!([1, 2]))),
+            "attributes: must be a JSON object"
+        );
+        assert_eq!(
+            problem(&with(&["attributes"], json!("x"))),
+            "attributes: must be a JSON object"
+        );
+        assert_eq!(
+            problem(&with(&["attributes"], json!({"a": {"b": [1, 9_007_199_254_740_992_u64]}}))),
+            "attributes.a.b[1]: number 9007199254740992 is outside ±(2^53−1), which RFC 8785's IEEE double form does not keep exactly; send it as a string"
+        );
+        assert!(problem(&with(&["attributes"], json!({"f": -1.0e16})))
+            .starts_with("attributes.f: number"));
+        assert!(build(&with(
+            &["attributes"],
+            json!({"a": 9_007_199_254_740_991_u64, "b": -9_007_199_254_740_991_i64, "c": 0.1})
+        ))
+        .is_ok());
+
+        // Depth: the attributes object is level 1; 16 levels pass, 17 do not.
+        let mut deep = json!("leaf");
+        for _ in 0..16 {
+            deep = json!({ "d": deep });
+        }
+        assert!(build(&with(&["attributes"], deep.clone())).is_ok());
+        let p = problem(&with(&["attributes"], json!({ "d": deep })));
+        assert_eq!(
+            p,
+            format!(
+                "attributes{}: nested 17 levels deep, at most 16",
+                ".d".repeat(16)
+            )
+        );
+
+        let big = "y".repeat(MAX_ATTRIBUTES_BYTES);
+        assert_eq!(
+            problem(&with(&["attributes"], json!({ "k": big }))),
+            format!(
+                "attributes: {} bytes in canonical form, at most 16384",
+                MAX_ATTRIBUTES_BYTES + 8
+            )
+        );
+        // Control characters are allowed inside attribute strings (they are
+        // escaped), unlike the short text fields.
+        assert!(build(&with(&["attributes"], json!({ "sql": "select 1;\n" }))).is_ok());
+    }
+
+    #[test]
+    fn normalises_ip_text_and_whole_doubles() {
+        let mut v = with(&["origin"], json!({"source_ip": "2001:DB8:0:0::7"}));
+        v["attributes"] = json!({"n": 2.0, "z": -0.0, "f": 2.5});
+        let e = build(&v).unwrap();
+        assert_eq!(e.to_json()["origin"], json!({"source_ip": "2001:db8::7"}));
+        assert_eq!(e.attributes["n"], json!(2));
+        assert_eq!(e.attributes["z"], json!(0));
+        assert_eq!(e.attributes["f"], json!(2.5));
+        // An origin with no parts and empty attributes are left out.
+        let e = build(&with(&["origin"], json!({}))).unwrap();
+        assert!(e.to_json().get("origin").is_none());
+        let e = build(&with(&["attributes"], json!({}))).unwrap();
+        assert!(e.to_json().get("attributes").is_none());
+    }
+
+    #[test]
+    fn to_input_rebuilds_the_same_event() {
+        let mut v = base();
+        v["resource"] = json!({"kind": "table", "id": "users"});
+        v["origin"] = json!({"service": "api", "host": "web-1", "source_ip": "192.0.2.7"});
+        v["request_id"] = json!("req-9");
+        v["trace_id"] = json!("4bf92f3577b34da6a3ce929d0e0e4736");
+        v["attributes"] = json!({"rows": 3});
+        let e = build(&v).unwrap();
+        let again = Event::from_input(e.to_input(), &e.submitted_by, String::new).unwrap();
+        assert_eq!(again, e);
+    }
+
+    #[test]
+    fn outcome_round_trips() {
+        for o in [
+            Outcome::Success,
+            Outcome::Failure,
+            Outcome::Denied,
+            Outcome::Unknown,
+        ] {
+            assert_eq!(o.as_str().parse::<Outcome>().unwrap(), o);
+            assert_eq!(o.to_string(), o.as_str());
+        }
+    }
+}

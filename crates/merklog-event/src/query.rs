@@ -278,3 +278,277 @@ pub(crate) fn contains(target: &Value, filter: &Value) -> bool {
         _ => false,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::EventInput;
+    use serde_json::json;
+
+    const HOUR: i64 = 3_600_000_000_000;
+
+    type SetFilter = Box<dyn Fn(&mut EventQuery)>;
+
+    fn event(attrs: Value) -> Event {
+        let input = EventInput::from_json(
+            json!({
+                "event_id": "evt-1",
+                "occurred_at": "2026-12-03T13:45:00Z",
+                "actor": {"id": "alice", "kind": "user"},
+                "action": "db.query",
+                "resource": {"kind": "table", "id": "users"},
+                "outcome": "denied",
+                "origin": {"service": "api", "host": "web-1", "source_ip": "192.0.2.7"},
+                "request_id": "req-9",
+                "trace_id": "trace-1",
+                "attributes": attrs
+            })
+            .to_string()
+            .as_bytes(),
+        )
+        .unwrap();
+        Event::from_input(input, "svc:ingest", String::new).unwrap()
+    }
+
+    const T: i64 = 1_796_305_500_000_000_000;
+
+    fn query() -> EventQuery {
+        EventQuery {
+            time_field: TimeField::OccurredAt,
+            since_nanos: T - HOUR,
+            until_nanos: T + HOUR,
+            actor_id: None,
+            actor_kind: None,
+            action: None,
+            resource_kind: None,
+            resource_id: None,
+            outcome: None,
+            origin_service: None,
+            origin_host: None,
+            source_ip: None,
+            request_id: None,
+            trace_id: None,
+            event_id: None,
+            attributes_contain: None,
+            page_size: 100,
+            cursor: None,
+        }
+    }
+
+    #[test]
+    fn every_set_filter_must_hold() {
+        let e = event(json!({"k": 1}));
+        assert!(query().matches(&e, 5, 0));
+        let yes: Vec<SetFilter> = vec![
+            Box::new(|q| q.actor_id = Some("alice".into())),
+            Box::new(|q| q.actor_kind = Some("user".into())),
+            Box::new(|q| q.action = Some(ActionMatch::Exact("db.query".into()))),
+            Box::new(|q| q.action = Some(ActionMatch::Prefix("db.".into()))),
+            Box::new(|q| q.action = Some(ActionMatch::Prefix("db".into()))),
+            Box::new(|q| q.action = Some(ActionMatch::Prefix("db.query".into()))),
+            Box::new(|q| q.resource_kind = Some("table".into())),
+            Box::new(|q| q.resource_id = Some("users".into())),
+            Box::new(|q| q.outcome = Some(Outcome::Denied)),
+            Box::new(|q| q.origin_service = Some("api".into())),
+            Box::new(|q| q.origin_host = Some("web-1".into())),
+            Box::new(|q| q.source_ip = Some("192.0.2.7".parse().unwrap())),
+            Box::new(|q| q.request_id = Some("req-9".into())),
+            Box::new(|q| q.trace_id = Some("trace-1".into())),
+            Box::new(|q| q.event_id = Some("evt-1".into())),
+        ];
+        let no: Vec<SetFilter> = vec![
+            Box::new(|q| q.actor_id = Some("alicE".into())),
+            Box::new(|q| q.actor_kind = Some("service".into())),
+            Box::new(|q| q.action = Some(ActionMatch::Exact("db".into()))),
+            Box::new(|q| q.action = Some(ActionMatch::Prefix("db.query.".into()))),
+            Box::new(|q| q.action = Some(ActionMatch::Prefix("auth.".into()))),
+            Box::new(|q| q.resource_kind = Some("bucket".into())),
+            Box::new(|q| q.resource_id = Some("user".into())),
+            Box::new(|q| q.outcome = Some(Outcome::Success)),
+            Box::new(|q| q.origin_service = Some("apis".into())),
+            Box::new(|q| q.origin_host = Some("web-2".into())),
+            Box::new(|q| q.source_ip = Some("::ffff:192.0.2.7".parse().unwrap())),
+            Box::new(|q| q.request_id = Some("req-1".into())),
+            Box::new(|q| q.trace_id = Some("trace-2".into())),
+            Box::new(|q| q.event_id = Some("evt-2".into())),
+        ];
+        for (i, set) in yes.iter().enumerate() {
+            let mut q = query();
+            set(&mut q);
+            assert!(q.matches(&e, 5, 0), "yes #{i}");
+        }
+        for (i, set) in no.iter().enumerate() {
+            let mut q = query();
+            set(&mut q);
+            assert!(!q.matches(&e, 5, 0), "no #{i}");
+        }
+    }
+
+    #[test]
+    fn time_window_is_half_open_and_follows_the_time_field() {
+        let e = event(json!({}));
+        let mut q = query();
+        q.since_nanos = T;
+        assert!(q.matches(&e, 1, 0));
+        q.since_nanos = T - HOUR;
+        q.until_nanos = T;
+        assert!(!q.matches(&e, 1, 0));
+
+        let mut q = query();
+        q.time_field = TimeField::IntegratedAt;
+        q.since_nanos = 1_000_000_000;
+        q.until_nanos = 2_000_000_000;
+        assert!(q.matches(&e, 1, 1_000));
+        assert!(q.matches(&e, 1, 1_999));
+        assert!(!q.matches(&e, 1, 2_000));
+        assert!(!q.matches(&e, 1, 999));
+        assert_eq!(
+            q.sort_key(&e, 4, 1_500),
+            Cursor {
+                time_nanos: 1_500_000_000,
+                index: 4
+            }
+        );
+        assert_eq!(q.sort_key(&e, 4, u64::MAX).time_nanos, i64::MAX);
+        q.time_field = TimeField::OccurredAt;
+        assert_eq!(
+            q.sort_key(&e, 4, 1_500),
+            Cursor {
+                time_nanos: T,
+                index: 4
+            }
+        );
+    }
+
+    #[test]
+    fn cursor_keeps_only_strictly_older_hits() {
+        let e = event(json!({}));
+        let mut q = query();
+        q.cursor = Some(Cursor {
+            time_nanos: T,
+            index: 10,
+        });
+        assert!(q.matches(&e, 9, 0));
+        assert!(!q.matches(&e, 10, 0));
+        assert!(!q.matches(&e, 11, 0));
+        q.cursor = Some(Cursor {
+            time_nanos: T + 1,
+            index: 0,
+        });
+        assert!(q.matches(&e, 11, 0));
+        q.cursor = Some(Cursor {
+            time_nanos: T - 1,
+            index: u64::MAX,
+        });
+        assert!(!q.matches(&e, 0, 0));
+    }
+
+    #[test]
+    fn attributes_contain_like_postgresql() {
+        let e = event(json!({
+            "user": {"name": "alice", "groups": ["admin", "dev"], "age": 30},
+            "tags": [1, [2, 3], {"a": 1, "b": 2}],
+            "flag": true,
+            "none": null
+        }));
+        let check = |filter: Value| {
+            let mut q = query();
+            q.attributes_contain = Some(filter.as_object().unwrap().clone());
+            q.matches(&e, 1, 0)
+        };
+        assert!(check(json!({})));
+        assert!(check(json!({"user": {}})));
+        assert!(check(json!({"user": {"name": "alice"}})));
+        assert!(check(json!({"user": {"groups": ["dev"]}})));
+        assert!(check(json!({"user": {"groups": ["dev", "admin", "dev"]}})));
+        assert!(check(json!({"user": {"groups": []}})));
+        assert!(check(json!({"user": {"age": 30.0}})));
+        assert!(check(json!({"tags": [[3]]})));
+        assert!(check(json!({"tags": [{"a": 1}]})));
+        assert!(check(json!({"flag": true, "none": null})));
+        assert!(!check(json!({"user": {"name": "bob"}})));
+        assert!(!check(json!({"user": {"groups": "dev"}})));
+        assert!(!check(json!({"user": {"groups": ["ops"]}})));
+        assert!(!check(json!({"tags": [3]})));
+        assert!(!check(json!({"tags": [{"a": 2}]})));
+        assert!(!check(json!({"name": "alice"})));
+        assert!(!check(json!({"flag": "true"})));
+        assert!(!check(json!({"missing": null})));
+        assert!(!check(json!({"user": "alice"})));
+    }
+
+    #[test]
+    fn validate_names_the_field_and_the_bound() {
+        let day = 24 * HOUR;
+        assert!(query().validate(day).is_ok());
+        let err = |q: EventQuery| q.validate(day).unwrap_err().to_string();
+        let mut q = query();
+        q.until_nanos = q.since_nanos;
+        assert!(err(q).starts_with("since: "));
+        let mut q = query();
+        q.since_nanos = i64::MIN;
+        q.until_nanos = i64::MAX;
+        assert_eq!(
+            err(q),
+            "until: window until − since is 18446744073709551615 ns (18446744073 s), at most 86400000000000 ns (1 days)"
+        );
+        for size in [0, 1001] {
+            let mut q = query();
+            q.page_size = size;
+            assert_eq!(err(q), format!("page_size: {size}, must be 1 to 1000"));
+        }
+        let mut q = query();
+        q.page_size = 1000;
+        assert!(q.validate(day).is_ok());
+        let mut q = query();
+        q.actor_id = Some("a".repeat(257));
+        assert_eq!(err(q), "actor_id: 257 bytes, at most 256");
+        let mut q = query();
+        q.event_id = Some("e".repeat(129));
+        assert_eq!(err(q), "event_id: 129 bytes, at most 128");
+        let mut q = query();
+        q.action = Some(ActionMatch::Prefix(String::new()));
+        assert_eq!(
+            err(q),
+            "action: must not be empty (leave the filter unset instead)"
+        );
+        let mut q = query();
+        q.attributes_contain = Some(
+            json!({"n": 9_007_199_254_740_992_u64})
+                .as_object()
+                .unwrap()
+                .clone(),
+        );
+        assert!(err(q).starts_with("attributes_contain.n: number"));
+    }
+
+    #[test]
+    fn cursor_text_round_trips_and_refuses_garbage() {
+        for c in [
+            Cursor {
+                time_nanos: 0,
+                index: 0,
+            },
+            Cursor {
+                time_nanos: i64::MIN,
+                index: u64::MAX,
+            },
+            Cursor {
+                time_nanos: T,
+                index: 42,
+            },
+        ] {
+            let text = c.encode();
+            assert!(text
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
+            assert_eq!(Cursor::decode(&text).unwrap(), c);
+        }
+        for bad in ["", "!!", "AQ", &"A".repeat(23), "AgAAAAAAAAAAAAAAAAAAAAA"] {
+            match Cursor::decode(bad) {
+                Err(EventError::Invalid { field, .. }) => assert_eq!(field, "cursor"),
+                other => panic!("{bad}: {other:?}"),
+            }
+        }
+    }
+}
