@@ -228,3 +228,83 @@ proptest! {
         }
     }
 }
+
+fn empty_query(time_field: merklog_event::TimeField, page_size: u32) -> merklog_event::EventQuery {
+    merklog_event::EventQuery {
+        time_field,
+        since_nanos: i64::MIN,
+        until_nanos: i64::MAX,
+        actor_id: None,
+        actor_kind: None,
+        action: None,
+        resource_kind: None,
+        resource_id: None,
+        outcome: None,
+        origin_service: None,
+        origin_host: None,
+        source_ip: None,
+        request_id: None,
+        trace_id: None,
+        event_id: None,
+        attributes_contain: None,
+        page_size,
+        cursor: None,
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// Paging with the cursor visits every matching event exactly once,
+    /// newest first, whatever the page size: the cursor keeps strictly
+    /// older hits and `sort_key` is a total order (the index breaks ties).
+    #[test]
+    fn cursor_pages_partition_the_hits(
+        inputs in prop::collection::vec(event_input(), 1..24),
+        integrated in prop::collection::vec(0u64..5, 24),
+        page_size in 1u32..5,
+        by_integration in any::<bool>(),
+        outcome in prop::option::of(prop::sample::select(vec![
+            merklog_event::Outcome::Success,
+            merklog_event::Outcome::Failure,
+        ])),
+    ) {
+        let events: Vec<(u64, u64, Event)> = inputs
+            .into_iter()
+            .enumerate()
+            .map(|(i, input)| {
+                let e = Event::from_input(input, "svc", || format!("id-{i}")).unwrap();
+                (i as u64, integrated[i], e)
+            })
+            .collect();
+        let field = if by_integration {
+            merklog_event::TimeField::IntegratedAt
+        } else {
+            merklog_event::TimeField::OccurredAt
+        };
+        let mut q = empty_query(field, page_size);
+        q.outcome = outcome;
+        let key = |q: &merklog_event::EventQuery, (i, ms, e): &(u64, u64, Event)| {
+            let c = q.sort_key(e, *i, *ms);
+            (c.time_nanos, c.index)
+        };
+        let mut want: Vec<_> = events.iter().filter(|(i, ms, e)| q.matches(e, *i, *ms)).collect();
+        want.sort_by_key(|x| std::cmp::Reverse(key(&q, x)));
+
+        let mut got = Vec::new();
+        loop {
+            let mut page: Vec<_> = events.iter().filter(|(i, ms, e)| q.matches(e, *i, *ms)).collect();
+            page.sort_by_key(|x| std::cmp::Reverse(key(&q, x)));
+            page.truncate(page_size as usize);
+            let Some(last) = page.last() else { break };
+            let (time_nanos, index) = key(&q, last);
+            let cursor = merklog_event::Cursor { time_nanos, index };
+            q.cursor = Some(merklog_event::Cursor::decode(&cursor.encode()).unwrap());
+            got.extend(page);
+        }
+        prop_assert_eq!(got.len(), want.len());
+        for (g, w) in got.iter().zip(&want) {
+            prop_assert_eq!(g.0, w.0);
+        }
+    }
+}
