@@ -116,6 +116,31 @@ pub struct EventQuery {
 }
 
 impl EventQuery {
+    /// Returns a query for the window `[since_nanos, until_nanos)` under
+    /// `time_field` with no filters, no cursor and the largest page.
+    pub fn window(time_field: TimeField, since_nanos: i64, until_nanos: i64) -> Self {
+        EventQuery {
+            time_field,
+            since_nanos,
+            until_nanos,
+            actor_id: None,
+            actor_kind: None,
+            action: None,
+            resource_kind: None,
+            resource_id: None,
+            outcome: None,
+            origin_service: None,
+            origin_host: None,
+            source_ip: None,
+            request_id: None,
+            trace_id: None,
+            event_id: None,
+            attributes_contain: None,
+            page_size: MAX_PAGE_SIZE,
+            cursor: None,
+        }
+    }
+
     /// Refuses since >= until, a window longer than `max_window_nanos`,
     /// page_size 0 or > [`MAX_PAGE_SIZE`], empty or over-long filter
     /// strings and an attribute filter beyond the attribute limits.
@@ -314,24 +339,8 @@ mod tests {
 
     fn query() -> EventQuery {
         EventQuery {
-            time_field: TimeField::OccurredAt,
-            since_nanos: T - HOUR,
-            until_nanos: T + HOUR,
-            actor_id: None,
-            actor_kind: None,
-            action: None,
-            resource_kind: None,
-            resource_id: None,
-            outcome: None,
-            origin_service: None,
-            origin_host: None,
-            source_ip: None,
-            request_id: None,
-            trace_id: None,
-            event_id: None,
-            attributes_contain: None,
             page_size: 100,
-            cursor: None,
+            ..EventQuery::window(TimeField::OccurredAt, T - HOUR, T + HOUR)
         }
     }
 

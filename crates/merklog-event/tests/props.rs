@@ -231,24 +231,8 @@ proptest! {
 
 fn empty_query(time_field: merklog_event::TimeField, page_size: u32) -> merklog_event::EventQuery {
     merklog_event::EventQuery {
-        time_field,
-        since_nanos: i64::MIN,
-        until_nanos: i64::MAX,
-        actor_id: None,
-        actor_kind: None,
-        action: None,
-        resource_kind: None,
-        resource_id: None,
-        outcome: None,
-        origin_service: None,
-        origin_host: None,
-        source_ip: None,
-        request_id: None,
-        trace_id: None,
-        event_id: None,
-        attributes_contain: None,
         page_size,
-        cursor: None,
+        ..merklog_event::EventQuery::window(time_field, i64::MIN, i64::MAX)
     }
 }
 
