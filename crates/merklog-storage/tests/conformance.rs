@@ -1258,6 +1258,7 @@ async fn every_filter_matches_the_reference(store: &AnyStore) {
         ),
     ];
     for (name, edit) in &filters {
+        let mut selected = 0;
         for time_field in [TimeField::OccurredAt, TimeField::IntegratedAt] {
             for (page_size, tree_size) in [(1000, size), (5, size), (1000, 200), (3, 7)] {
                 let mut q = everything(time_field, page_size);
@@ -1268,14 +1269,15 @@ async fn every_filter_matches_the_reference(store: &AnyStore) {
                     got, want,
                     "{name}, {time_field:?}, page {page_size}, tree size {tree_size}"
                 );
-                if page_size == 1000 && tree_size == size && *name != "nothing" {
-                    assert!(
-                        !want.is_empty() || *name == "action prefix %",
-                        "{name} selects nothing: a useless case"
-                    );
+                if page_size == 1000 && tree_size == size {
+                    selected += want.len();
                 }
             }
         }
+        assert!(
+            selected > 0 || *name == "action prefix %",
+            "{name} selects nothing: a useless case"
+        );
     }
     // Nothing below the tree size, an empty window, an empty page.
     let q = everything(TimeField::OccurredAt, 10);
@@ -1324,7 +1326,7 @@ async fn pages_neither_repeat_nor_skip(store: &AnyStore) {
             let mut q = everything(time_field, page_size);
             q.attributes_contain = attributes.map(json_object);
             let mut all = q.clone();
-            all.page_size = 1000;
+            all.page_size = u32::MAX;
             let want = expected(&all, &stored, size);
             assert_eq!(walk(store, &q, size, &stored).await, want, "{time_field:?}");
         }
@@ -1332,7 +1334,7 @@ async fn pages_neither_repeat_nor_skip(store: &AnyStore) {
         let mut q = everything(time_field, 4);
         q.actor_id = Some("carol".into());
         let mut all = q.clone();
-        all.page_size = 1000;
+        all.page_size = u32::MAX;
         assert_eq!(
             walk(store, &q, 150, &stored).await,
             expected(&all, &stored, 150)
@@ -1343,7 +1345,7 @@ async fn pages_neither_repeat_nor_skip(store: &AnyStore) {
     let mut q = everything(TimeField::OccurredAt, 60);
     q.attributes_contain = Some(json_object(r#"{"n": 3, "nested": {"k": "v0"}}"#));
     let mut all = q.clone();
-    all.page_size = 1000;
+    all.page_size = u32::MAX;
     let want = expected(&all, &stored, size);
     assert!(want.len() > 20, "{}", want.len());
     assert_eq!(walk(store, &q, size, &stored).await, want);
@@ -1360,7 +1362,7 @@ async fn pages_while_batches_land(store: &AnyStore) {
         let before = stored.clone();
         let mut q = everything(time_field, 9);
         let mut all = q.clone();
-        all.page_size = 1000;
+        all.page_size = u32::MAX;
         let want = expected(&all, &before, size);
         let mut got: Vec<u64> = Vec::new();
         loop {
