@@ -247,7 +247,7 @@ impl LogStore for SqliteStore {
                     StorageError::DuplicateEvent { .. } => {
                         let ids: Vec<String> =
                             chunk.iter().map(|(_, e)| e.event_id.clone()).collect();
-                        let stored = find_events(&mut *tx, &ids).await?;
+                        let stored = find_events(&mut tx, &ids).await?;
                         StorageError::DuplicateEvent {
                             event_id: stored
                                 .into_iter()

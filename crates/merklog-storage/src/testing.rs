@@ -341,19 +341,19 @@ pub fn sample_event(i: u64) -> SealedEvent {
     const OUTCOMES: [&str; 4] = ["success", "failure", "denied", "unknown"];
     let pick = |n: u64| n as usize;
     let second = (i * 37) % 300;
-    let occurred_at = if i % 10 == 0 {
+    let occurred_at = if i.is_multiple_of(10) {
         // The same instant written with an offset.
         format!("2026-12-03T11:{:02}:{:02}+01:00", second / 60, second % 60)
-    } else if i % 3 == 0 {
+    } else if i.is_multiple_of(3) {
         format!("2026-12-03T10:{:02}:{:02}.5Z", second / 60, second % 60)
     } else {
         format!("2026-12-03T10:{:02}:{:02}Z", second / 60, second % 60)
     };
-    let attributes = (i % 7 != 0).then(|| {
+    let attributes = (!i.is_multiple_of(7)).then(|| {
         serde_json::json!({
             "n": i % 5,
-            "tags": if i % 2 == 0 { vec!["red", "blue"] } else { vec!["blue"] },
-            "nested": { "even": i % 2 == 0, "k": format!("v{}", i % 3) },
+            "tags": if i.is_multiple_of(2) { vec!["red", "blue"] } else { vec!["blue"] },
+            "nested": { "even": i.is_multiple_of(2), "k": format!("v{}", i % 3) },
         })
     });
     let input = EventInput {
@@ -361,19 +361,36 @@ pub fn sample_event(i: u64) -> SealedEvent {
         occurred_at,
         actor: ActorInput {
             id: ACTORS[pick(i % 3)].to_owned(),
-            kind: if i % 4 == 0 { "service" } else { "user" }.to_owned(),
+            kind: if i.is_multiple_of(4) {
+                "service"
+            } else {
+                "user"
+            }
+            .to_owned(),
         },
         action: ACTIONS[pick(i * 5 % 6)].to_owned(),
         resource: (i % 3 != 2).then(|| ResourceInput {
-            kind: if i % 2 == 0 { "table" } else { "bucket" }.to_owned(),
+            kind: if i.is_multiple_of(2) {
+                "table"
+            } else {
+                "bucket"
+            }
+            .to_owned(),
             id: format!("r{}", i % 4),
         }),
         outcome: OUTCOMES[pick(i / 2 % 4)].to_owned(),
-        origin: (i % 2 == 0).then(|| OriginInput {
-            service: Some(if i / 2 % 2 == 0 { "api" } else { "batch" }.to_owned()),
-            host: (i % 6 == 0).then(|| "host-1.example".to_owned()),
+        origin: i.is_multiple_of(2).then(|| OriginInput {
+            service: Some(
+                if (i / 2).is_multiple_of(2) {
+                    "api"
+                } else {
+                    "batch"
+                }
+                .to_owned(),
+            ),
+            host: i.is_multiple_of(6).then(|| "host-1.example".to_owned()),
             source_ip: Some(
-                if i % 4 == 0 {
+                if i.is_multiple_of(4) {
                     "192.0.2.7"
                 } else {
                     "2001:db8::7"
@@ -381,8 +398,8 @@ pub fn sample_event(i: u64) -> SealedEvent {
                 .to_owned(),
             ),
         }),
-        request_id: (i % 5 != 0).then(|| format!("req-{}", i % 7)),
-        trace_id: (i % 3 == 0).then(|| format!("trace-{}", i % 4)),
+        request_id: (!i.is_multiple_of(5)).then(|| format!("req-{}", i % 7)),
+        trace_id: i.is_multiple_of(3).then(|| format!("trace-{}", i % 4)),
         attributes,
     };
     let event = Event::from_input(input, "tester", || unreachable!("the input has an id"))
