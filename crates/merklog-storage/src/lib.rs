@@ -24,7 +24,9 @@
 //! filter on, written in the leaf's transaction
 //! ([`LogStore::search_events`], [`LogStore::find_events_by_id`]). The
 //! event model, its leaf form and the reference semantics of a search
-//! ([`merklog_event::EventQuery::matches`]) come from `merklog-event`.
+//! ([`merklog_event::EventQuery::matches`]) come from `merklog-event`;
+//! `serde_json` carries the attributes (canonical JSON text on SQLite,
+//! `jsonb` on PostgreSQL) and the containment filter.
 //!
 //! All SQL is built with `sqlx::query` and binds, not the compile-time
 //! `query!` macros: those would need a live database (or a committed `.sqlx/`
