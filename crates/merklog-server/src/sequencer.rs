@@ -961,8 +961,15 @@ mod tests {
 
     impl TellingClock {
         /// Waits until the sequencer has built (and signed) one more batch.
+        /// A sequencer that waited for the write held at the gate before
+        /// building would never get there: that fails here rather than
+        /// hanging the test.
         async fn batch_built(&self) {
-            self.reads.acquire().await.unwrap().forget();
+            tokio::time::timeout(std::time::Duration::from_secs(30), self.reads.acquire())
+                .await
+                .expect("no batch was built while the write before it was held")
+                .unwrap()
+                .forget();
         }
     }
 
