@@ -27,7 +27,7 @@ async fn synchronous_commit_of_pooled(store: &PgStore) -> Vec<String> {
 
 #[tokio::test]
 async fn postgres_commits_synchronously_whatever_the_url_role_or_database_say() {
-    let role = TempRole::create("merklog_sync", "", &[]).await;
+    let role = TempRole::create("merklog_sync", "NOSUPERUSER CREATEROLE", &[]).await;
     let (db, guard) = TempPostgres::create_owned_by(&role).await;
     // The database's and the role's defaults both turn it off.
     let mut admin = sqlx::PgConnection::connect(&admin_url()).await.unwrap();
