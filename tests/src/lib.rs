@@ -1,7 +1,9 @@
 //! Shared harness for the end-to-end tests: an in-process server on a real
 //! TCP port, and a gRPC client connected to it; with [`pki`], certificates
-//! for TLS made at test time.
+//! for TLS made at test time; with [`liar`], a log that lies in chosen ways
+//! in front of an honest one.
 
+pub mod liar;
 pub mod pki;
 
 use std::net::SocketAddr;

@@ -1,6 +1,9 @@
 //! Hostile input: arbitrary bytes decoded as each request message and handed
 //! to the service must get an answer (usually an error status), never a
-//! panic, and must leave the log verifiable.
+//! panic, and must leave the log verifiable. No answer may be INTERNAL (a
+//! fault the input caused) or UNAVAILABLE (what callers get from a
+//! sequencer task that died), and the sequencer must still run at the end
+//! and stop without a panic.
 
 use std::sync::Arc;
 
@@ -12,10 +15,11 @@ use merklog_storage::{AnyStore, LogStore};
 use merklog_tests::TestDb;
 use proptest::prelude::*;
 use prost::Message;
-use tonic::Request;
+use tonic::{Code, Request};
 
 struct Harness {
     service: LogService<AnyStore>,
+    sequencer: tokio::task::JoinHandle<()>,
     store: Arc<AnyStore>,
     runtime: tokio::runtime::Runtime,
     _db: TestDb,
@@ -29,9 +33,9 @@ fn harness() -> Harness {
         .unwrap();
     let db = TestDb::sqlite();
     let signer = LogSigner::generate(&mut rand_core::OsRng);
-    let (service, store) = runtime.block_on(async {
+    let (service, store, sequencer) = runtime.block_on(async {
         let store = Arc::new(db.open().await.unwrap());
-        let (sequencer, _task) = Sequencer::start(
+        let (sequencer, task) = Sequencer::start(
             store.clone(),
             signer.clone(),
             Arc::new(SystemClock),
@@ -54,36 +58,50 @@ fn harness() -> Harness {
             }))
             .await
             .unwrap();
-        (service, store)
+        (service, store, task)
     });
     Harness {
         service,
+        sequencer,
         store,
         runtime,
         _db: db,
     }
 }
 
-/// Hands `bytes`, decoded as every request type, to the service.
-async fn feed(service: &LogService<AnyStore>, bytes: &[u8]) {
+/// Hands `bytes`, decoded as every request type, to the service, and
+/// returns each answer's status (`Ok` for an answer that is not an error).
+async fn feed(service: &LogService<AnyStore>, bytes: &[u8]) -> Vec<(&'static str, Code)> {
+    fn code<T>(answer: Result<T, tonic::Status>) -> Code {
+        answer.map_or_else(|s| s.code(), |_| Code::Ok)
+    }
+    let mut codes = Vec::new();
     if let Ok(req) = v1::AppendRequest::decode(bytes) {
-        let _ = service.append(Request::new(req)).await;
+        codes.push(("Append", code(service.append(Request::new(req)).await)));
     }
     if let Ok(req) = v1::GetInclusionProofRequest::decode(bytes) {
-        let _ = service.get_inclusion_proof(Request::new(req)).await;
+        let answer = service.get_inclusion_proof(Request::new(req)).await;
+        codes.push(("GetInclusionProof", code(answer)));
     }
     if let Ok(req) = v1::GetInclusionProofsRequest::decode(bytes) {
-        let _ = service.get_inclusion_proofs(Request::new(req)).await;
+        let answer = service.get_inclusion_proofs(Request::new(req)).await;
+        codes.push(("GetInclusionProofs", code(answer)));
     }
     if let Ok(req) = v1::GetConsistencyProofRequest::decode(bytes) {
-        let _ = service.get_consistency_proof(Request::new(req)).await;
+        let answer = service.get_consistency_proof(Request::new(req)).await;
+        codes.push(("GetConsistencyProof", code(answer)));
     }
     if let Ok(req) = v1::GetEntriesRequest::decode(bytes) {
-        let _ = service.get_entries(Request::new(req)).await;
+        codes.push((
+            "GetEntries",
+            code(service.get_entries(Request::new(req)).await),
+        ));
     }
     if let Ok(req) = v1::GetEntryAndProofRequest::decode(bytes) {
-        let _ = service.get_entry_and_proof(Request::new(req)).await;
+        let answer = service.get_entry_and_proof(Request::new(req)).await;
+        codes.push(("GetEntryAndProof", code(answer)));
     }
+    codes
 }
 
 /// Arbitrary bytes, and well-formed messages with arbitrary field values
@@ -139,8 +157,17 @@ fn inputs() -> impl Strategy<Value = Vec<u8>> {
 fn arbitrary_requests_never_panic_or_corrupt() {
     let h = harness();
     proptest!(ProptestConfig::with_cases(400), |(bytes in inputs())| {
-        h.runtime.block_on(feed(&h.service, &bytes));
+        for (call, code) in h.runtime.block_on(feed(&h.service, &bytes)) {
+            prop_assert!(
+                !matches!(code, Code::Internal | Code::Unavailable | Code::Unknown),
+                "{call} answered {code:?} to {bytes:?}"
+            );
+        }
     });
+    assert!(
+        !h.sequencer.is_finished(),
+        "the sequencer stopped while the service still held it"
+    );
     // The log is still whole: every stored leaf hashes to its entry and the
     // stored tree recomputes to the latest signed root.
     h.runtime.block_on(async {
@@ -152,4 +179,16 @@ fn arbitrary_requests_never_panic_or_corrupt() {
         assert!(entries.iter().zip(&leaves).all(|(e, l)| e.leaf_hash == *l));
         assert_eq!(merkle_tree_hash(&leaves), head.head.root_hash);
     });
+    // With the service (and its sender) gone, the sequencer drains and
+    // ends; a panic in it is a failure of this test.
+    let Harness {
+        service,
+        sequencer,
+        runtime,
+        ..
+    } = h;
+    drop(service);
+    runtime
+        .block_on(sequencer)
+        .expect("the sequencer ends without a panic");
 }

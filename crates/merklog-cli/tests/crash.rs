@@ -3,6 +3,11 @@
 //! time. Afterwards every acknowledged entry must be in the log at the index
 //! it was given, every head ever seen must be consistent with the final one,
 //! and the whole log must recompute to the final root.
+//!
+//! The test cannot pass idly: each cycle is killed only after it has
+//! acknowledged appends of its own, and a writer stops only on what a dead
+//! server gives (UNAVAILABLE, or a transport error made on this side); any
+//! other answer fails the test.
 
 mod common;
 
@@ -12,21 +17,47 @@ use std::time::Duration;
 use common::{append_one, check_log, new_log_key, start, Seen};
 use merklog_proto::v1::log_client::LogClient;
 use merklog_sth::PublicKey;
+use tokio::sync::Semaphore;
 
 const KILLS: usize = 20;
 const WRITERS: usize = 16;
+/// Appends each cycle acknowledges before its kill can come.
+const ACKS_BEFORE_KILL: u32 = 8;
 
-/// Appends until the server dies, recording what was acknowledged.
-async fn writer(url: String, key: PublicKey, cycle: usize, id: usize, seen: Arc<Mutex<Seen>>) {
+/// Returns true for what a call to a server killed under it gives: the
+/// server cannot answer UNAVAILABLE itself once dead, but tonic reports a
+/// refused or broken connection as UNAVAILABLE, or with the I/O error as
+/// its source (made on this side, not sent by the server).
+fn server_died(status: &tonic::Status) -> bool {
+    status.code() == tonic::Code::Unavailable || std::error::Error::source(status).is_some()
+}
+
+/// Appends until the server dies, recording what was acknowledged and
+/// adding a permit to `acks` for each.
+async fn writer(
+    url: String,
+    key: PublicKey,
+    cycle: usize,
+    id: usize,
+    seen: Arc<Mutex<Seen>>,
+    acks: Arc<Semaphore>,
+) {
+    // A connection refused: the server died before this writer connected.
     let Ok(mut client) = LogClient::connect(url).await else {
         return;
     };
     for seq in 0.. {
         let entry = format!("cycle {cycle} writer {id} seq {seq}").into_bytes();
-        let Ok((index, sth)) = append_one(&mut client, &key, entry.clone()).await else {
-            return;
-        };
-        seen.lock().unwrap().record(index, entry, sth);
+        match append_one(&mut client, &key, entry.clone()).await {
+            Ok((index, sth)) => {
+                seen.lock().unwrap().record(index, entry, sth);
+                acks.add_permits(1);
+            }
+            Err(status) if server_died(&status) => return,
+            Err(status) => {
+                panic!("cycle {cycle} writer {id}: the server answered {status:?}, not a crash")
+            }
+        }
     }
 }
 
@@ -59,6 +90,8 @@ async fn kill_and_restart_repeatedly(database_url: &str) {
 
     for cycle in 0..KILLS {
         let mut server = start(database_url, &key_path, &log).await;
+        let before = seen.lock().unwrap().acknowledged.len();
+        let acks = Arc::new(Semaphore::new(0));
         let writers: Vec<_> = (0..WRITERS)
             .map(|id| {
                 tokio::spawn(writer(
@@ -67,10 +100,18 @@ async fn kill_and_restart_repeatedly(database_url: &str) {
                     cycle,
                     id,
                     seen.clone(),
+                    acks.clone(),
                 ))
             })
             .collect();
-        tokio::time::sleep(Duration::from_millis(100 + rng.next() % 400)).await;
+        // This cycle's own appends are acknowledged first; the kill then
+        // comes at a random moment of the sustained appends.
+        tokio::time::timeout(Duration::from_secs(30), acks.acquire_many(ACKS_BEFORE_KILL))
+            .await
+            .unwrap_or_else(|_| panic!("cycle {cycle}: no appends acknowledged within 30 s"))
+            .unwrap()
+            .forget();
+        tokio::time::sleep(Duration::from_millis(rng.next() % 400)).await;
         server.child.start_kill().expect("SIGKILL");
         server.child.wait().await.unwrap();
         for w in writers {
@@ -79,13 +120,13 @@ async fn kill_and_restart_repeatedly(database_url: &str) {
                 .expect("writers notice the dead server")
                 .unwrap();
         }
+        let acknowledged = seen.lock().unwrap().acknowledged.len() - before;
+        assert!(
+            acknowledged >= ACKS_BEFORE_KILL as usize,
+            "cycle {cycle} acknowledged {acknowledged} appends"
+        );
     }
     let seen = Arc::try_unwrap(seen).ok().unwrap().into_inner().unwrap();
-    assert!(
-        seen.acknowledged.len() > KILLS,
-        "appends were acknowledged between kills ({})",
-        seen.acknowledged.len()
-    );
     let server = start(database_url, &key_path, &log).await;
     let mut client = LogClient::connect(server.url.clone()).await.unwrap();
     check_log(&mut client, &key, &seen).await;

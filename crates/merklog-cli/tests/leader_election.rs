@@ -92,25 +92,48 @@ async fn refusal(url: &str, key: &PublicKey) -> (String, Option<String>) {
     last
 }
 
-/// Appends single entries to whichever instance accepts them until `stop`.
+/// Appends single entries to whichever instance accepts them until `stop`,
+/// adding a permit to `acks` for each acknowledged. A refusal must be what
+/// a follower or a dead leader gives: UNAVAILABLE (a follower's refusal, a
+/// refused connection) or a transport error made on this side; any other
+/// answer fails the test.
 async fn writer(
     urls: [String; 2],
     key: PublicKey,
     id: usize,
     seen: Arc<Mutex<Seen>>,
     stop: Arc<AtomicBool>,
+    acks: Arc<tokio::sync::Semaphore>,
 ) {
     let mut seq = 0;
     while !stop.load(Ordering::Relaxed) {
         for url in &urls {
             let entry = format!("writer {id} seq {seq}").into_bytes();
-            if let Ok((index, head)) = try_append(url, &key, &entry).await {
-                seen.lock().unwrap().record(index, entry, head);
-                seq += 1;
+            match try_append(url, &key, &entry).await {
+                Ok((index, head)) => {
+                    seen.lock().unwrap().record(index, entry, head);
+                    acks.add_permits(1);
+                    seq += 1;
+                }
+                Err(status)
+                    if status.code() == Code::Unavailable
+                        || std::error::Error::source(&status).is_some() => {}
+                Err(status) => panic!("writer {id}: {url} answered {status:?}"),
             }
         }
+        // Not a synchronisation: it keeps the writers from spinning on a
+        // follower's refusals.
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
+}
+
+/// Waits until the writers have had `n` more appends acknowledged.
+async fn acknowledged(acks: &tokio::sync::Semaphore, n: u32, when: &str) {
+    tokio::time::timeout(Duration::from_secs(30), acks.acquire_many(n))
+        .await
+        .unwrap_or_else(|_| panic!("no {n} appends acknowledged {when} within 30 s"))
+        .unwrap()
+        .forget();
 }
 
 async fn latest_size(url: &str) -> u64 {
@@ -189,6 +212,7 @@ async fn a_follower_takes_over_when_the_leader_dies_without_forking() {
         .acknowledged
         .push((first, b"first".to_vec()));
     let stop = Arc::new(AtomicBool::new(false));
+    let acks = Arc::new(tokio::sync::Semaphore::new(0));
     let writers: Vec<_> = (0..4)
         .map(|id| {
             tokio::spawn(writer(
@@ -197,15 +221,19 @@ async fn a_follower_takes_over_when_the_leader_dies_without_forking() {
                 id,
                 seen.clone(),
                 stop.clone(),
+                acks.clone(),
             ))
         })
         .collect();
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    acknowledged(&acks, 20, "by A").await;
     server_a.child.start_kill().expect("SIGKILL");
     server_a.child.wait().await.unwrap();
     let acknowledged_before = seen.lock().unwrap().acknowledged.len();
+    // Whatever the writers had acknowledged by A but not yet counted.
+    acks.forget_permits(usize::MAX);
     append_when_leading(&b.url, &key, b"after the takeover").await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The writers themselves get appends through B.
+    acknowledged(&acks, 20, "by B after the takeover").await;
     stop.store(true, Ordering::Relaxed);
     for w in writers {
         w.await.unwrap();

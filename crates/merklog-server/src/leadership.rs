@@ -287,7 +287,14 @@ impl<S: LogStore + Send + Sync + 'static> Coordinator<S> {
         if stopping {
             // Let the batch in flight commit and answer its callers before
             // the lock goes: the next leader starts from what is committed.
-            let _ = task.await;
+            if let Err(e) = task.await {
+                if e.is_panic() {
+                    // The instance is stopping: hand the panic on, so that
+                    // `Running::finish` reports it instead of a clean stop.
+                    lease.release().await;
+                    std::panic::resume_unwind(e.into_panic());
+                }
+            }
         } else {
             // Another instance may lead already: stop at once. A commit cut
             // short is rolled back, or refused by the schema if it races the
@@ -405,19 +412,41 @@ impl Running {
 
     /// Lets the batch in flight commit, then gives up the lead. Call once
     /// the transport has stopped (and dropped the service).
-    pub(crate) async fn finish(self) {
-        match self {
+    ///
+    /// # Errors
+    /// [`ServeError::TaskPanicked`] when the sequencer (or the coordinator
+    /// that ran it) panicked: its callers were failed, and a stop that
+    /// looked clean would hide it.
+    pub(crate) async fn finish(self) -> Result<(), ServeError> {
+        let (task, ended) = match self {
             Running::Standalone { role, sequencer } => {
                 // With the role's sender gone, nothing holds a sender to the
                 // sequencer: it drains what is queued and exits.
                 drop(role);
-                let _ = sequencer.await;
+                ("sequencer", sequencer.await)
             }
             Running::Coordinated { stop, coordinator } => {
                 let _ = stop.send(true);
-                let _ = coordinator.await;
+                ("coordinator or sequencer", coordinator.await)
             }
+        };
+        match ended {
+            Err(e) if e.is_panic() => Err(ServeError::TaskPanicked {
+                task,
+                message: panic_message(e.into_panic()),
+            }),
+            _ => Ok(()),
         }
+    }
+}
+
+/// The text of a panic's payload, when it has one.
+fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
+    match payload.downcast::<String>() {
+        Ok(text) => *text,
+        Err(payload) => payload
+            .downcast_ref::<&str>()
+            .map_or_else(|| "(no message)".to_owned(), |text| (*text).to_owned()),
     }
 }
 

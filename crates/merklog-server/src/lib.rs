@@ -64,6 +64,10 @@ pub enum ServeError {
     /// The configuration is inconsistent.
     #[error("invalid configuration: {0}")]
     Config(String),
+    /// A task the server ran beside the transport panicked; the calls it
+    /// was serving failed.
+    #[error("the {task} task panicked: {message}")]
+    TaskPanicked { task: &'static str, message: String },
 }
 
 /// How much longer than the service the transport waits before it gives up
@@ -202,7 +206,7 @@ pub async fn serve<S: LogStore + Send + Sync + 'static>(
     // sender goes too, nothing holds a sender to the sequencer: it drains
     // what is queued and exits. A coordinator hands back the lead likewise.
     tracing::info!("transport stopped; waiting for the sequencer to finish its batch");
-    running.finish().await;
+    running.finish().await?;
     tracing::info!("shut down cleanly");
     Ok(())
 }

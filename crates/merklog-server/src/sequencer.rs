@@ -941,9 +941,71 @@ mod tests {
         }
     }
 
+    /// The system clock, which once armed tells each time it is read: the
+    /// sequencer reads it exactly once per batch it builds (to date the
+    /// batch's head), so a test can wait until a batch is built instead of
+    /// sleeping and hoping it was.
+    struct TellingClock {
+        armed: std::sync::atomic::AtomicBool,
+        reads: Semaphore,
+    }
+
+    impl crate::Clock for TellingClock {
+        fn now_ms(&self) -> u64 {
+            if self.armed.load(std::sync::atomic::Ordering::SeqCst) {
+                self.reads.add_permits(1);
+            }
+            crate::Clock::now_ms(&crate::SystemClock)
+        }
+    }
+
+    impl TellingClock {
+        /// Waits until the sequencer has built (and signed) one more batch.
+        /// A sequencer that waited for the write held at the gate before
+        /// building would never get there: that fails here rather than
+        /// hanging the test.
+        async fn batch_built(&self) {
+            tokio::time::timeout(std::time::Duration::from_secs(30), self.reads.acquire())
+                .await
+                .expect("no batch was built while the write before it was held")
+                .unwrap()
+                .forget();
+        }
+    }
+
     /// A sequencer over a [`GatedStore`] whose gate is shut (the start-up
     /// write of the empty head has passed it).
     async fn gated() -> (SequencerHandle, Arc<GatedStore>, impl Sized) {
+        let (handle, store, _clock, dir) = gated_with(SequencerConfig::default()).await;
+        (handle, store, dir)
+    }
+
+    /// A gated sequencer that closes a batch at 2 entries, without waiting
+    /// for more: an append of two entries that arrives while a batch is
+    /// written fills the next batch, which is then built at once, while the
+    /// write is still held at the gate. Its clock is armed.
+    async fn pipelined() -> (
+        SequencerHandle,
+        Arc<GatedStore>,
+        Arc<TellingClock>,
+        impl Sized,
+    ) {
+        gated_with(SequencerConfig {
+            max_batch_entries: 2,
+            max_batch_delay: std::time::Duration::ZERO,
+            ..SequencerConfig::default()
+        })
+        .await
+    }
+
+    async fn gated_with(
+        config: SequencerConfig,
+    ) -> (
+        SequencerHandle,
+        Arc<GatedStore>,
+        Arc<TellingClock>,
+        impl Sized,
+    ) {
         let (path, dir) = merklog_storage::testing::temp_sqlite();
         let store = Arc::new(GatedStore {
             inner: merklog_storage::SqliteStore::open_path(&path)
@@ -958,17 +1020,22 @@ mod tests {
                 writes: 0.into(),
             },
         });
+        let clock = Arc::new(TellingClock {
+            armed: false.into(),
+            reads: Semaphore::new(0),
+        });
         let (handle, _task) = Sequencer::start(
             store.clone(),
             LogSigner::generate(&mut rand_core::OsRng),
-            Arc::new(crate::SystemClock),
-            SequencerConfig::default(),
+            clock.clone(),
+            config,
             Arc::new(NodeCache::new(1 << 20)),
         )
         .await
         .unwrap();
         store.hook.writes_started.acquire().await.unwrap().forget();
-        (handle, store, dir)
+        clock.armed.store(true, std::sync::atomic::Ordering::SeqCst);
+        (handle, store, clock, dir)
     }
 
     /// Appends `entries` on a task of its own, once the batch before is in
@@ -1012,12 +1079,16 @@ mod tests {
     /// duplicate it is.
     #[tokio::test]
     async fn a_batch_built_during_a_write_sees_that_write_commit() {
-        let (handle, store, _dir) = gated().await;
+        let (handle, store, clock, _dir) = pipelined().await;
         let first = append_later(&handle, &["a", "b"]);
+        clock.batch_built().await;
         store.hook.writes_started.acquire().await.unwrap().forget();
         // "a" and "b" are in flight, held at the gate.
         let second = append_later(&handle, &["b", "c"]);
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        clock.batch_built().await;
+        // Built and signed with nothing committed: on top of the write in
+        // flight, which is still held at the gate.
+        assert_eq!(store.leaf_count().await.unwrap(), 0);
         store.hook.gate.add_permits(10);
         let first = first.await.unwrap().unwrap();
         let second = second.await.unwrap().unwrap();
@@ -1034,15 +1105,18 @@ mod tests {
     /// batch built on it is rebuilt on the committed tree and stored.
     #[tokio::test]
     async fn a_failed_write_fails_its_callers_only() {
-        let (handle, store, _dir) = gated().await;
+        let (handle, store, clock, _dir) = pipelined().await;
         store
             .hook
             .fail_next
             .store(1, std::sync::atomic::Ordering::SeqCst);
         let first = append_later(&handle, &["a", "b"]);
+        clock.batch_built().await;
         store.hook.writes_started.acquire().await.unwrap().forget();
         let second = append_later(&handle, &["b", "c"]);
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        // Built on the write in flight, before it fails.
+        clock.batch_built().await;
+        assert_eq!(store.leaf_count().await.unwrap(), 0);
         store.hook.gate.add_permits(10);
         assert!(first.await.unwrap().is_err());
         let second = second.await.unwrap().unwrap();
@@ -1061,21 +1135,25 @@ mod tests {
     /// and is rebuilt smaller, the batch on top is rebuilt too.
     #[tokio::test]
     async fn a_batch_built_on_a_batch_with_a_duplicate_is_rebuilt() {
-        let (handle, store, _dir) = gated().await;
+        let (handle, store, clock, _dir) = pipelined().await;
         store.hook.gate.add_permits(1);
         handle.append(vec![b"a".to_vec()]).await.unwrap();
+        clock.batch_built().await;
         store.hook.writes_started.acquire().await.unwrap().forget();
         let first = append_later(&handle, &["a", "x"]);
+        clock.batch_built().await;
         store.hook.writes_started.acquire().await.unwrap().forget();
         // ["a", "x"] is held at the gate, prepared as two new leaves.
-        let second = append_later(&handle, &["y"]);
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        let second = append_later(&handle, &["y", "z"]);
+        // Built on ["a", "x"] as prepared, before its write was refused.
+        clock.batch_built().await;
+        assert_eq!(store.leaf_count().await.unwrap(), 1);
         store.hook.gate.add_permits(10);
         let first = first.await.unwrap().unwrap();
         let second = second.await.unwrap().unwrap();
         assert_eq!(places(&first), [(0, true), (1, false)]);
-        assert_eq!(places(&second), [(2, false)]);
-        assert_eq!(second.tree_head.head.tree_size, 3);
+        assert_eq!(places(&second), [(2, false), (3, false)]);
+        assert_eq!(second.tree_head.head.tree_size, 4);
         assert_proofs_verify(&second, &store).await;
     }
 
