@@ -404,6 +404,54 @@ const EXAMPLES: &[Examples] = &[
         files: CLIENT_FILES,
     },
     Examples {
+        command: "merklog emit",
+        kind: Kind::Checking,
+        lines: &[
+            (
+                "merklog emit --public-key log.pub --actor alice --action auth.login --outcome failure --source-ip 192.0.2.7",
+                "Appends one audit event and prints its verified receipt.",
+            ),
+            (
+                "merklog emit --public-key log.pub --file events.jsonl",
+                "Appends the events of a JSON Lines file (one event object per line).",
+            ),
+        ],
+        files: CLIENT_FILES,
+    },
+    Examples {
+        command: "merklog search",
+        kind: Kind::Checking,
+        lines: &[
+            (
+                "merklog search --public-key log.pub --since -7d --actor alice --outcome failure",
+                "Lists alice's failed actions of the last week, newest first, each hit's proof checked.",
+            ),
+            (
+                "merklog search --public-key log.pub --time occurred --since 2026-12-01T14:00:00Z --until 2026-12-01T15:00:00Z --resource-kind database --resource-id prod-7 --all --csv",
+                "Everything that touched a database in one hour, as CSV.",
+            ),
+        ],
+        files: CLIENT_FILES,
+    },
+    Examples {
+        command: "merklog export",
+        kind: Kind::Checking,
+        lines: &[(
+            "merklog export --public-key log.pub --since 2026-12-01T00:00:00Z --until 2026-12-02T00:00:00Z --entries day.jsonl --bundle day.bundle.json",
+            "Writes every entry integrated that day and a proof that none is missing.",
+        )],
+        files: CLIENT_FILES,
+    },
+    Examples {
+        command: "merklog verify-export",
+        kind: Kind::Checking,
+        lines: &[(
+            "merklog verify-export --public-key log.pub --bundle day.bundle.json --entries day.jsonl",
+            "Checks an export offline, with only the public key.",
+        )],
+        files: CLIENT_FILES,
+    },
+    Examples {
         command: "merklog man",
         kind: Kind::Plain,
         lines: &[(
