@@ -29,7 +29,7 @@ mod state;
 
 pub use check::{verify_head, VerifiedHead, DEFAULT_MAX_CLOCK_SKEW};
 pub use client::{
-    AppendReceipt, AppendedEntry, Client, ClientOptions, ClientTls, LogEntry, LogInfo,
+    AppendReceipt, AppendedEntry, AppendedEvent, Client, EventHit, EventReceipt, SearchPage, ClientOptions, ClientTls, LogEntry, LogInfo,
     ProvenConsistency, ProvenInclusion, ServedEntry, StateFileCheck,
 };
 pub use clock::{Clock, FixedClock, SystemClock};
