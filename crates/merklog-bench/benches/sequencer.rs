@@ -17,7 +17,9 @@ use merklog_merkle::{leaf_hash, CompactRange, Hash, NodeId};
 use merklog_proto::v1::{log_server::Log, AppendRequest};
 use merklog_server::{Limits, LogService, Sequencer, SequencerConfig, SystemClock};
 use merklog_sth::{LogSigner, SignedTreeHead, TreeHead};
-use merklog_storage::{Batch, Entry, LeafNodes, LogStore, Result, StorageError};
+use merklog_storage::{
+    Batch, Entry, EventHit, LeafNodes, LogStore, Result, StorageError, StoredEventRef,
+};
 
 /// A store that accepts every batch and keeps nothing: it reports an empty
 /// log, no stored duplicates, and no nodes (the proofs of a batch's own
@@ -54,6 +56,16 @@ impl LogStore for NullStore {
         Ok(Vec::new())
     }
     async fn leaves_with_nodes(&self, _start: u64, _end: u64) -> Result<Vec<LeafNodes>> {
+        Ok(Vec::new())
+    }
+    async fn find_events_by_id(&self, _ids: &[String]) -> Result<Vec<StoredEventRef>> {
+        Ok(Vec::new())
+    }
+    async fn search_events(
+        &self,
+        _query: &merklog_storage::EventQuery,
+        _tree_size: u64,
+    ) -> Result<Vec<EventHit>> {
         Ok(Vec::new())
     }
 }

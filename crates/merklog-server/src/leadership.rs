@@ -498,6 +498,19 @@ mod tests {
         async fn leader_term(&self) -> Result<Option<merklog_storage::LeaderTerm>> {
             Ok(None)
         }
+        async fn find_events_by_id(
+            &self,
+            _: &[String],
+        ) -> Result<Vec<merklog_storage::StoredEventRef>> {
+            unreachable!()
+        }
+        async fn search_events(
+            &self,
+            _: &merklog_storage::EventQuery,
+            _: u64,
+        ) -> Result<Vec<merklog_storage::EventHit>> {
+            unreachable!()
+        }
     }
 
     fn size_of(role: &watch::Receiver<InstanceRole>) -> Option<u64> {

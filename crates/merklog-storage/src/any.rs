@@ -1,11 +1,12 @@
 //! The store chosen at run time from a URL or path.
 
+use merklog_event::EventQuery;
 use merklog_merkle::{Hash, NodeId};
 use merklog_sth::{SignedTreeHead, TreeHead};
 
 use crate::{
-    Batch, Entry, LeaderLease, LeaderTerm, LeafNodes, LeafTile, LogStore, PgStore, Result,
-    SqliteStore, StorageError, DEFAULT_SQLITE_PATH,
+    Batch, Entry, EventHit, LeaderLease, LeaderTerm, LeafNodes, LeafTile, LogStore, PgStore,
+    Result, SqliteStore, StorageError, StoredEventRef, DEFAULT_SQLITE_PATH,
 };
 
 /// Either backend, so the service can pick one from its configuration.
@@ -112,5 +113,13 @@ impl LogStore for AnyStore {
 
     async fn leader_term(&self) -> Result<Option<LeaderTerm>> {
         delegate!(self, s => s.leader_term())
+    }
+
+    async fn find_events_by_id(&self, ids: &[String]) -> Result<Vec<StoredEventRef>> {
+        delegate!(self, s => s.find_events_by_id(ids))
+    }
+
+    async fn search_events(&self, query: &EventQuery, tree_size: u64) -> Result<Vec<EventHit>> {
+        delegate!(self, s => s.search_events(query, tree_size))
     }
 }

@@ -1,28 +1,55 @@
 //! What is appended and what is read back, and the shape checks every backend
 //! runs before it writes anything.
 
+use std::collections::HashSet;
+
+use merklog_event::SealedEvent;
 use merklog_merkle::{leaf_hash, merkle_tree_hash, CompactRange, Hash, NodeId};
 use merklog_sth::{SignedTreeHead, TreeHead};
 
+use crate::events::EventRow;
 use crate::{Result, StorageError};
 
 /// One leaf to append: the entry's bytes and its leaf hash
-/// `SHA-256(0x00 || entry)` (RFC 9162 §2.1.1). The fields are private so
-/// that the hash always belongs to the entry: it is computed once, where the
-/// leaf is made, and never rechecked.
+/// `SHA-256(0x00 || entry)` (RFC 9162 §2.1.1), and for an event leaf the
+/// searchable `events` row. The fields are private so that the hash and the
+/// row always belong to the entry: they are computed once, where the leaf is
+/// made, and never rechecked.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewLeaf {
     leaf_hash: Hash,
     entry: Vec<u8>,
+    event: Option<Box<EventRow>>,
 }
 
 impl NewLeaf {
-    /// Returns the leaf for `entry`, hashing it.
+    /// Returns the leaf for `entry`, hashing it. The store keeps no event
+    /// row for it, whatever its bytes (the service refuses opaque entries
+    /// that look like event leaves before they get here).
     pub fn new(entry: Vec<u8>) -> Self {
         NewLeaf {
             leaf_hash: leaf_hash(&entry),
             entry,
+            event: None,
         }
+    }
+
+    /// Returns the leaf of `sealed` (its entry,
+    /// [`SealedEvent::entry`]), carrying the `events` row that
+    /// [`LogStore::append_batch`](crate::LogStore::append_batch) writes
+    /// beside it.
+    pub fn event(sealed: &SealedEvent) -> Self {
+        let entry = sealed.entry();
+        NewLeaf {
+            leaf_hash: leaf_hash(&entry),
+            entry,
+            event: Some(Box::new(EventRow::of(&sealed.event))),
+        }
+    }
+
+    /// The event id of an event leaf; `None` for an opaque leaf.
+    pub fn event_id(&self) -> Option<&str> {
+        self.event.as_deref().map(|row| row.event_id.as_str())
     }
 
     /// The leaf hash of [`entry`](Self::entry).
@@ -69,8 +96,20 @@ impl Batch {
         timestamp_ms: u64,
         sign: impl FnOnce(TreeHead) -> SignedTreeHead,
     ) -> Batch {
+        let leaves = entries.into_iter().map(NewLeaf::new).collect();
+        Self::grow_leaves(range, leaves, integrated_ms, timestamp_ms, sign)
+    }
+
+    /// Like [`Batch::grow`], for leaves already made (event leaves from
+    /// [`NewLeaf::event`], opaque ones from [`NewLeaf::new`]).
+    pub fn grow_leaves(
+        range: &mut CompactRange,
+        leaves: Vec<NewLeaf>,
+        integrated_ms: u64,
+        timestamp_ms: u64,
+        sign: impl FnOnce(TreeHead) -> SignedTreeHead,
+    ) -> Batch {
         let first_index = range.size();
-        let leaves: Vec<NewLeaf> = entries.into_iter().map(NewLeaf::new).collect();
         let mut nodes = Vec::new();
         for leaf in &leaves {
             range.append(leaf.leaf_hash(), |id, hash| {
@@ -121,6 +160,8 @@ pub(crate) struct LeafRow<'a> {
     pub entry: &'a [u8],
     /// The level ≥ 1 nodes this leaf completes, concatenated bottom up.
     pub nodes: Vec<u8>,
+    /// The `events` row of an event leaf.
+    pub event: Option<&'a EventRow>,
 }
 
 /// The largest index or size the schema can hold (`BIGINT`).
@@ -268,8 +309,8 @@ pub(crate) fn node_from_row(id: NodeId, leaf_hash: &[u8], nodes: &[u8]) -> Resul
 ///
 /// # Errors
 /// [`StorageError::InvalidBatch`] when the head's size is not
-/// `first_index + leaves.len()`, a node does not belong to a leaf of the batch, is given twice or is missing, or an
-/// index does not fit the schema.
+/// `first_index + leaves.len()`, a node does not belong to a leaf of the batch, is given twice or is missing, an
+/// index does not fit the schema, or two event leaves have the same event id.
 pub(crate) fn rows(batch: &Batch) -> Result<Vec<LeafRow<'_>>> {
     let invalid = |reason: String| StorageError::InvalidBatch { reason };
     let count = batch.leaves.len() as u64;
@@ -288,13 +329,22 @@ pub(crate) fn rows(batch: &Batch) -> Result<Vec<LeafRow<'_>>> {
     to_i64(batch.tree_head.head.timestamp_ms, "timestamp_ms")?;
 
     let mut rows = Vec::with_capacity(batch.leaves.len());
+    let mut event_ids = HashSet::new();
     for (offset, leaf) in batch.leaves.iter().enumerate() {
         let index = batch.first_index + offset as u64;
+        if let Some(id) = leaf.event_id() {
+            if !event_ids.insert(id) {
+                return Err(invalid(format!(
+                    "event_id {id:?} is given twice (the second at leaf {index})"
+                )));
+            }
+        }
         rows.push(LeafRow {
             idx: to_i64(index, "leaf index")?,
             leaf_hash: &leaf.leaf_hash,
             entry: &leaf.entry,
             nodes: vec![0; index.trailing_ones() as usize * Hash::LEN],
+            event: leaf.event.as_deref(),
         });
     }
 

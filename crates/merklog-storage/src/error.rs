@@ -93,6 +93,15 @@ pub enum StorageError {
         #[source]
         source: sqlx::Error,
     },
+    /// An event whose event id is already stored (at another leaf): the
+    /// whole batch was refused, as for [`StorageError::DuplicateLeaf`].
+    #[error("duplicate event: event_id {event_id:?} is already stored")]
+    DuplicateEvent { event_id: String },
+    /// A search ran past the store's time limit (PostgreSQL's
+    /// `statement_timeout`, SQLSTATE `57014`) and was cancelled; a narrower
+    /// time window or a more selective filter reads less.
+    #[error("query cancelled after the store's time limit: {message}; narrow the time window or add a filter")]
+    QueryTimeout { message: String },
 }
 
 /// The result of every storage call.
@@ -163,6 +172,14 @@ fn from_database(db: Box<dyn sqlx::error::DatabaseError>) -> StorageError {
     }
 }
 
+/// Returns the value of a one-column unique key from PostgreSQL's detail
+/// `Key (column)=(value) already exists.`; the value is not escaped, so
+/// it is what lies between the first `=(` and the last `) already exists.`.
+fn duplicate_key_value(detail: &str) -> Option<&str> {
+    let (_, rest) = detail.split_once(")=(")?;
+    rest.strip_suffix(") already exists.")
+}
+
 /// Returns the `MLnnn` code of a SQLite trigger message
 /// (`merklog MLnnn: ...`).
 fn trigger_code(message: &str) -> Option<&str> {
@@ -187,7 +204,21 @@ fn from_postgres(
             StorageError::DuplicateLeaf { message }
         }
         ("23505", Some("tree_heads_pkey")) => StorageError::TreeHeadRejected { message },
+        // A second events row for a leaf: only SQL written around the
+        // store gets here (the leaf's own primary key answers first).
+        ("23505", Some("events_pkey")) => StorageError::OutOfOrder { message },
+        ("23505", Some("events_event_id_key")) => StorageError::DuplicateEvent {
+            event_id: db
+                .try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
+                .and_then(|e| e.detail())
+                .and_then(duplicate_key_value)
+                .unwrap_or_default()
+                .to_owned(),
+        },
         ("42501", _) => StorageError::PermissionDenied { message },
+        // query_canceled: statement_timeout, or a cancel request, which
+        // the store never sends.
+        ("57014", _) => StorageError::QueryTimeout { message },
         // Class 08 connection exceptions, 53 insufficient resources, 57P0x
         // operator intervention (shutdown, cannot connect now), 40001/40P01
         // serialization failure and deadlock, 55000 "database is not
@@ -228,6 +259,14 @@ fn from_sqlite(
             StorageError::DuplicateLeaf { message }
         } else if message.contains("tree_heads.") {
             StorageError::TreeHeadRejected { message }
+        } else if message.contains("events.event_id") {
+            // SQLite does not say which value: the store looks it up
+            // (SqliteStore::append_batch) while the batch is still open.
+            StorageError::DuplicateEvent {
+                event_id: String::new(),
+            }
+        } else if message.contains("events.idx") {
+            StorageError::OutOfOrder { message }
         } else {
             StorageError::Database {
                 source: sqlx::Error::Database(db),
@@ -254,6 +293,15 @@ mod tests {
         assert_eq!(trigger_code("merklog ML00"), None);
         assert_eq!(trigger_code("UNIQUE constraint failed"), None);
         assert_eq!(trigger_code("merklog XX001: no"), None);
+    }
+
+    #[test]
+    fn duplicate_key_details_give_the_value() {
+        assert_eq!(
+            duplicate_key_value("Key (event_id)=(a)=(b) already exists."),
+            Some("a)=(b")
+        );
+        assert_eq!(duplicate_key_value("Key (event_id)=(x)"), None);
     }
 
     #[test]

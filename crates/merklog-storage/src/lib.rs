@@ -19,6 +19,13 @@
 //! [`LogStore::leaves_with_nodes`]) and does not sequence concurrent
 //! writers: one process appends.
 //!
+//! Audit events (issue 21) are leaves like any other; beside each event
+//! leaf the store keeps a row of the `events` table, the fields searches
+//! filter on, written in the leaf's transaction
+//! ([`LogStore::search_events`], [`LogStore::find_events_by_id`]). The
+//! event model, its leaf form and the reference semantics of a search
+//! ([`merklog_event::EventQuery::matches`]) come from `merklog-event`.
+//!
 //! All SQL is built with `sqlx::query` and binds, not the compile-time
 //! `query!` macros: those would need a live database (or a committed `.sqlx/`
 //! cache) for each of two dialects at build time.
@@ -26,6 +33,7 @@
 mod any;
 mod batch;
 mod error;
+mod events;
 mod leader;
 mod postgres;
 mod sqlite;
@@ -40,8 +48,12 @@ use merklog_sth::{SignedTreeHead, TreeHead};
 pub use any::AnyStore;
 pub use batch::{Batch, Entry, LeafNodes, NewLeaf, TILE_LEAVES};
 pub use error::{Result, StorageError};
+pub use events::{EventHit, StoredEventRef};
 pub use leader::{LeaderLease, LeaderTerm, LEADER_LOCK_KEY};
-pub use postgres::PgStore;
+/// The query of [`LogStore::search_events`], re-exported so that
+/// implementors of the trait need not name `merklog-event`.
+pub use merklog_event::EventQuery;
+pub use postgres::{PgStore, DEFAULT_SEARCH_TIMEOUT};
 pub use sqlite::{SqliteStore, DEFAULT_SQLITE_PATH};
 
 /// The largest leaf index or tree size the schema can hold (`BIGINT`).
@@ -61,8 +73,9 @@ pub type LeafTile = (u64, Vec<Hash>);
 /// Every future is `Send`, so a store can be shared (it is cheap to clone)
 /// across the tasks of a multi-thread runtime.
 pub trait LogStore: Send + Sync {
-    /// Appends `batch`: its leaves (each row with the nodes it completes) and
-    /// its signed tree head, in one transaction.
+    /// Appends `batch`: its leaves (each row with the nodes it completes),
+    /// the `events` row of each event leaf ([`NewLeaf::event`]) and its
+    /// signed tree head, in one transaction.
     ///
     /// When this returns `Ok`, the whole batch is durable (committed with
     /// synchronous commit / `synchronous=FULL`, so it survives a crash of the
@@ -75,7 +88,8 @@ pub trait LogStore: Send + Sync {
     /// [`StorageError::InvalidBatch`] when the batch is malformed (checked
     /// before any write); [`StorageError::OutOfOrder`] when `first_index` is
     /// not the number of stored leaves; [`StorageError::DuplicateLeaf`] when
-    /// a leaf hash is already stored; [`StorageError::TreeHeadRejected`] when
+    /// a leaf hash is already stored; [`StorageError::DuplicateEvent`] when
+    /// an event id is already stored; [`StorageError::TreeHeadRejected`] when
     /// the head is smaller than the latest, has another root at the same size,
     /// or repeats a stored (size, timestamp); [`StorageError::Unavailable`].
     fn append_batch(&self, batch: &Batch) -> impl Future<Output = Result<()>> + Send;
@@ -174,6 +188,46 @@ pub trait LogStore: Send + Sync {
     fn leader_term(&self) -> impl Future<Output = Result<Option<LeaderTerm>>> + Send {
         async { Err(unsupported_leadership()) }
     }
+
+    /// Returns the stored events whose event id is among `ids`, each with
+    /// its leaf's index and hash, in no particular order (ids not stored
+    /// are left out), with one query (per 1,000 ids on SQLite). What a
+    /// sequencer reads after [`StorageError::DuplicateEvent`] to answer
+    /// with the original leaf.
+    fn find_events_by_id(
+        &self,
+        ids: &[String],
+    ) -> impl Future<Output = Result<Vec<StoredEventRef>>> + Send;
+
+    /// Returns one page of the stored events that match `query` among the
+    /// leaves `[0, tree_size)` (the tree of the head the caller serves):
+    /// newest first by (time, index) descending, where time is the
+    /// event's `occurred_at` or the leaf's integration time
+    /// (`integrated_ms · 10⁶` ns) as `query.time_field` says; only hits
+    /// strictly after `query.cursor` in that order; at most
+    /// `query.page_size`. A hit matches exactly when
+    /// [`EventQuery::matches`] says so for the event in its entry (the
+    /// reference the conformance suite checks both backends against).
+    /// A page shorter than `page_size` is the last one.
+    ///
+    /// The query is not validated here (the service does, with its window
+    /// limit): an empty window or `page_size` 0 gives no hits. Its cost is
+    /// bounded by the window: PostgreSQL reads the hot filters' indexes in
+    /// result order and stops after a page, cancelling the statement after
+    /// [`PgStore::with_search_timeout`] ([`DEFAULT_SEARCH_TIMEOUT`]);
+    /// SQLite, with an attribute filter, re-checks the candidates of the
+    /// window page by page until a page is full (docs/STORAGE.md,
+    /// "Events").
+    ///
+    /// # Errors
+    /// [`StorageError::QueryTimeout`] when PostgreSQL cancels the search
+    /// at its time limit; [`StorageError::Corrupt`] when a stored hash or
+    /// value has the wrong shape; [`StorageError::Unavailable`].
+    fn search_events(
+        &self,
+        query: &EventQuery,
+        tree_size: u64,
+    ) -> impl Future<Output = Result<Vec<EventHit>>> + Send;
 }
 
 fn unsupported_leadership() -> StorageError {

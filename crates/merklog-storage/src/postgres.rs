@@ -4,6 +4,7 @@ use std::collections::HashMap;
 use std::str::FromStr;
 use std::time::Duration;
 
+use merklog_event::EventQuery;
 use merklog_merkle::{Hash, NodeId};
 use merklog_sth::{SignedTreeHead, TreeHead};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
@@ -14,16 +15,24 @@ use crate::batch::{
     clamp_range, from_i64, hash_from_db, leaf_nodes_from_row, node_from_row, node_from_tile,
     node_location, rows, tile_hashes, tile_of, to_i64, MAX_STORED,
 };
+use crate::events::{cursor_after, hit_from_row, search_sql, Bind, Dialect, EVENT_COLUMNS};
 use crate::{
-    Batch, Entry, LeaderLease, LeaderTerm, LeafNodes, LeafTile, LogStore, Result, StorageError,
+    Batch, Entry, EventHit, LeaderLease, LeaderTerm, LeafNodes, LeafTile, LogStore, Result,
+    StorageError, StoredEventRef,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/postgres");
+
+/// How long one [`LogStore::search_events`] statement may run on
+/// PostgreSQL before it is cancelled ([`StorageError::QueryTimeout`]),
+/// unless [`PgStore::with_search_timeout`] says otherwise.
+pub const DEFAULT_SEARCH_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A log stored in PostgreSQL. Cheap to clone: clones share one pool.
 #[derive(Debug, Clone)]
 pub struct PgStore {
     pool: PgPool,
+    search_timeout: Duration,
 }
 
 impl PgStore {
@@ -62,14 +71,29 @@ impl PgStore {
             .acquire_timeout(Duration::from_secs(5))
             .connect_with(options)
             .await?;
-        let store = PgStore { pool };
+        let store = PgStore::from_pool(pool);
         store.migrate().await?;
         Ok(store)
     }
 
     /// Wraps an existing pool without touching the schema.
     pub fn from_pool(pool: PgPool) -> Self {
-        PgStore { pool }
+        PgStore {
+            pool,
+            search_timeout: DEFAULT_SEARCH_TIMEOUT,
+        }
+    }
+
+    /// Returns the store with searches cancelled after `timeout` (at least
+    /// 1 ms, PostgreSQL's unit; 0 would mean no limit).
+    pub fn with_search_timeout(mut self, timeout: Duration) -> Self {
+        self.search_timeout = timeout;
+        self
+    }
+
+    /// The time limit of one search statement.
+    pub fn search_timeout(&self) -> Duration {
+        self.search_timeout
     }
 
     /// Returns the connection pool, for tools that query the tables
@@ -153,6 +177,7 @@ impl LogStore for PgStore {
             .execute(&mut *tx)
             .await?;
         }
+        insert_events(&mut tx, &rows, batch.integrated_ms).await?;
         // The head's trigger sees the leaves above: same transaction.
         sqlx::query(
             "INSERT INTO tree_heads (tree_size, timestamp_ms, root_hash, signature) VALUES ($1, $2, $3, $4)",
@@ -359,4 +384,109 @@ impl LogStore for PgStore {
     async fn leader_term(&self) -> Result<Option<LeaderTerm>> {
         crate::leader::latest_term(&self.pool).await
     }
+
+    #[instrument(skip_all, fields(ids = ids.len()))]
+    async fn find_events_by_id(&self, ids: &[String]) -> Result<Vec<StoredEventRef>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows: Vec<(String, i64, Vec<u8>)> = sqlx::query_as(
+            "SELECT e.event_id, e.idx, l.leaf_hash FROM events e JOIN leaves l ON l.idx = e.idx \
+             WHERE e.event_id = ANY($1::text[])",
+        )
+        .bind(ids)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|(event_id, idx, hash)| {
+                Ok(StoredEventRef {
+                    event_id,
+                    index: from_i64(idx, "idx")?,
+                    leaf_hash: hash_from_db(&hash, "leaf_hash")?,
+                })
+            })
+            .collect()
+    }
+
+    #[instrument(skip_all, fields(tree_size, page_size = query.page_size), err)]
+    async fn search_events(&self, query: &EventQuery, tree_size: u64) -> Result<Vec<EventHit>> {
+        let Some(search) = search_sql(
+            query,
+            tree_size,
+            cursor_after(query),
+            query.page_size,
+            Dialect::Postgres,
+        ) else {
+            return Ok(Vec::new());
+        };
+        let mut statement = sqlx::query_as::<_, (i64, i64, Vec<u8>, Vec<u8>, i64)>(&search.sql);
+        for bind in search.binds {
+            statement = match bind {
+                Bind::Int(v) => statement.bind(v),
+                Bind::Text(v) => statement.bind(v),
+            };
+        }
+        // SET LOCAL: the limit ends with this transaction, so the pooled
+        // connection goes back without it.
+        let limit_ms = self.search_timeout.as_millis().clamp(1, i64::MAX as u128);
+        let mut tx = self.pool.begin_with("BEGIN READ ONLY").await?;
+        sqlx::query("SELECT set_config('statement_timeout', $1, true)")
+            .bind(format!("{limit_ms}ms"))
+            .execute(&mut *tx)
+            .await?;
+        let rows = statement.fetch_all(&mut *tx).await?;
+        tx.commit().await?;
+        rows.into_iter().map(hit_from_row).collect()
+    }
+}
+
+/// Inserts the `events` rows of the batch's event leaves with one
+/// statement, in the batch's transaction.
+async fn insert_events(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    rows: &[crate::batch::LeafRow<'_>],
+    integrated_ms: u64,
+) -> Result<()> {
+    let events: Vec<(i64, &crate::events::EventRow)> = rows
+        .iter()
+        .filter_map(|row| row.event.map(|event| (row.idx, event)))
+        .collect();
+    if events.is_empty() {
+        return Ok(());
+    }
+    let column = |f: fn(&crate::events::EventRow) -> &str| -> Vec<&str> {
+        events.iter().map(|(_, e)| f(e)).collect()
+    };
+    let optional = |f: fn(&crate::events::EventRow) -> Option<&str>| -> Vec<Option<&str>> {
+        events.iter().map(|(_, e)| f(e)).collect()
+    };
+    let idx: Vec<i64> = events.iter().map(|(i, _)| *i).collect();
+    let occurred: Vec<i64> = events.iter().map(|(_, e)| e.occurred_ns).collect();
+    sqlx::query(&format!(
+        "INSERT INTO events ({EVENT_COLUMNS}) \
+         SELECT i, id, o, $4, ai, ak, ac, rk, ri, oc, os, oh, ip, rq, tr, at::jsonb \
+         FROM unnest($1::bigint[], $2::text[], $3::bigint[], $5::text[], $6::text[], $7::text[], \
+                     $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[], \
+                     $14::text[], $15::text[], $16::text[]) \
+              AS t(i, id, o, ai, ak, ac, rk, ri, oc, os, oh, ip, rq, tr, at)"
+    ))
+    .bind(&idx)
+    .bind(column(|e| &e.event_id))
+    .bind(&occurred)
+    .bind(to_i64(integrated_ms, "integrated_ms")?)
+    .bind(column(|e| &e.actor_id))
+    .bind(column(|e| &e.actor_kind))
+    .bind(column(|e| &e.action))
+    .bind(optional(|e| e.resource_kind.as_deref()))
+    .bind(optional(|e| e.resource_id.as_deref()))
+    .bind(column(|e| e.outcome))
+    .bind(optional(|e| e.origin_service.as_deref()))
+    .bind(optional(|e| e.origin_host.as_deref()))
+    .bind(optional(|e| e.source_ip.as_deref()))
+    .bind(optional(|e| e.request_id.as_deref()))
+    .bind(optional(|e| e.trace_id.as_deref()))
+    .bind(column(|e| &e.attributes))
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
 }

@@ -6,6 +6,7 @@ use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
+use merklog_event::{EventQuery, SealedEvent};
 use merklog_merkle::{Hash, NodeId};
 use merklog_sth::{SignedTreeHead, TreeHead};
 use sqlx::sqlite::{
@@ -19,7 +20,11 @@ use crate::batch::{
     clamp_range, from_i64, hash_from_db, leaf_nodes_from_row, node_from_row, node_location, rows,
     to_i64, MAX_STORED,
 };
-use crate::{Batch, Entry, LeafNodes, LogStore, Result, StorageError};
+use crate::events::{
+    cursor_after, hit_from_row, needs_recheck, search_sql, After, Bind, Dialect, EventRow,
+    EVENT_COLUMNS,
+};
+use crate::{Batch, Entry, EventHit, LeafNodes, LogStore, Result, StorageError, StoredEventRef};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/sqlite");
 
@@ -31,6 +36,13 @@ const IN_LIST_CHUNK: usize = 1000;
 
 /// How many leaf rows one INSERT carries (5 binds each).
 const INSERT_CHUNK: usize = 100;
+
+/// How many event rows one INSERT carries (16 binds each).
+const EVENT_INSERT_CHUNK: usize = 100;
+
+/// How many candidate rows one read of a re-checked search fetches at
+/// least (a page's worth when pages are larger).
+const RECHECK_READ: u32 = 200;
 
 /// A log stored in one SQLite file. Cheap to clone: clones share one pool.
 #[derive(Debug, Clone)]
@@ -198,6 +210,56 @@ impl LogStore for SqliteStore {
             }
             query.execute(&mut *tx).await?;
         }
+        let events: Vec<(i64, &EventRow)> = rows
+            .iter()
+            .filter_map(|row| row.event.map(|event| (row.idx, event)))
+            .collect();
+        for chunk in events.chunks(EVENT_INSERT_CHUNK) {
+            let sql = format!(
+                "INSERT INTO events ({EVENT_COLUMNS}) VALUES {}",
+                vec!["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ")
+            );
+            let mut query = sqlx::query(&sql);
+            for (idx, e) in chunk {
+                query = query
+                    .bind(*idx)
+                    .bind(e.event_id.as_str())
+                    .bind(e.occurred_ns)
+                    .bind(integrated_ms)
+                    .bind(e.actor_id.as_str())
+                    .bind(e.actor_kind.as_str())
+                    .bind(e.action.as_str())
+                    .bind(e.resource_kind.as_deref())
+                    .bind(e.resource_id.as_deref())
+                    .bind(e.outcome)
+                    .bind(e.origin_service.as_deref())
+                    .bind(e.origin_host.as_deref())
+                    .bind(e.source_ip.as_deref())
+                    .bind(e.request_id.as_deref())
+                    .bind(e.trace_id.as_deref())
+                    .bind(e.attributes.as_str());
+            }
+            if let Err(err) = query.execute(&mut *tx).await {
+                return Err(match StorageError::from(err) {
+                    // SQLite names the column, not the value: find it
+                    // while the transaction still holds the write lock
+                    // (ids are distinct within a batch, checked by rows()).
+                    StorageError::DuplicateEvent { .. } => {
+                        let ids: Vec<String> =
+                            chunk.iter().map(|(_, e)| e.event_id.clone()).collect();
+                        let stored = find_events(&mut *tx, &ids).await?;
+                        StorageError::DuplicateEvent {
+                            event_id: stored
+                                .into_iter()
+                                .next()
+                                .map(|found| found.event_id)
+                                .unwrap_or_default(),
+                        }
+                    }
+                    other => other,
+                });
+            }
+        }
         sqlx::query(
             "INSERT INTO tree_heads (tree_size, timestamp_ms, root_hash, signature) VALUES (?, ?, ?, ?)",
         )
@@ -356,6 +418,90 @@ impl LogStore for SqliteStore {
         .await?;
         rows.into_iter().map(leaf_nodes_from_row).collect()
     }
+
+    #[instrument(skip_all, fields(ids = ids.len()))]
+    async fn find_events_by_id(&self, ids: &[String]) -> Result<Vec<StoredEventRef>> {
+        let mut conn = self.pool.acquire().await?;
+        find_events(&mut conn, ids).await
+    }
+
+    #[instrument(skip_all, fields(tree_size, page_size = query.page_size), err)]
+    async fn search_events(&self, query: &EventQuery, tree_size: u64) -> Result<Vec<EventHit>> {
+        let page = query.page_size as usize;
+        let recheck = needs_recheck(query, Dialect::Sqlite);
+        // Without an attribute filter the statement is exact: one read of a
+        // page. With one, candidates are read in order and re-checked
+        // until a page is full or the window is exhausted.
+        let read = if recheck {
+            query.page_size.max(RECHECK_READ)
+        } else {
+            query.page_size
+        };
+        let mut after = cursor_after(query);
+        let mut hits = Vec::new();
+        let mut conn = self.pool.acquire().await?;
+        while let Some(search) = search_sql(query, tree_size, after, read, Dialect::Sqlite) {
+            let mut statement = sqlx::query_as::<_, (i64, i64, Vec<u8>, Vec<u8>, i64)>(&search.sql);
+            for bind in search.binds {
+                statement = match bind {
+                    Bind::Int(v) => statement.bind(v),
+                    Bind::Text(v) => statement.bind(v),
+                };
+            }
+            let rows = statement.fetch_all(&mut *conn).await?;
+            let exhausted = rows.len() < read as usize;
+            if let Some(&(idx, time, ..)) = rows.last() {
+                after = Some(After { time, idx });
+            }
+            for row in rows {
+                let hit = hit_from_row(row)?;
+                if !recheck || rechecked(query, &hit) {
+                    hits.push(hit);
+                }
+                if hits.len() == page {
+                    return Ok(hits);
+                }
+            }
+            if exhausted {
+                break;
+            }
+        }
+        Ok(hits)
+    }
+}
+
+/// Whether the event in `hit`'s entry matches `query`, by the reference
+/// semantics; a leaf that is not an event leaf matches nothing.
+fn rechecked(query: &EventQuery, hit: &EventHit) -> bool {
+    SealedEvent::parse(&hit.entry)
+        .is_ok_and(|sealed| query.matches(&sealed.event, hit.index, hit.integrated_ms))
+}
+
+/// [`LogStore::find_events_by_id`] on `conn` (a transaction's, too).
+async fn find_events(
+    conn: &mut sqlx::SqliteConnection,
+    ids: &[String],
+) -> Result<Vec<StoredEventRef>> {
+    let mut found = Vec::new();
+    for chunk in ids.chunks(IN_LIST_CHUNK) {
+        let sql = format!(
+            "SELECT e.event_id, e.idx, l.leaf_hash FROM events e JOIN leaves l ON l.idx = e.idx \
+             WHERE e.event_id IN ({})",
+            placeholders(chunk.len())
+        );
+        let mut query = sqlx::query_as::<_, (String, i64, Vec<u8>)>(&sql);
+        for id in chunk {
+            query = query.bind(id.as_str());
+        }
+        for (event_id, idx, hash) in query.fetch_all(&mut *conn).await? {
+            found.push(StoredEventRef {
+                event_id,
+                index: from_i64(idx, "idx")?,
+                leaf_hash: hash_from_db(&hash, "leaf_hash")?,
+            });
+        }
+    }
+    Ok(found)
 }
 
 #[cfg(test)]

@@ -5,12 +5,15 @@
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
 
+use merklog_event::{ActorInput, Event, EventInput, OriginInput, ResourceInput, SealedEvent};
 use merklog_merkle::{CompactRange, Hash, NodeId};
 use merklog_sth::{LogSigner, SignedTreeHead, TreeHead};
 use rand::{Rng, SeedableRng};
 use sqlx::{Connection, Executor, PgConnection};
 
-use crate::{Batch, Entry, LeafNodes, LeafTile, LogStore, Result};
+use crate::{
+    Batch, Entry, EventHit, LeafNodes, LeafTile, LogStore, NewLeaf, Result, StoredEventRef,
+};
 
 /// The server that [`TempPostgres`] creates databases on when
 /// `DATABASE_URL` is not set.
@@ -288,6 +291,20 @@ impl TestLog {
         self.batch_of(entries)
     }
 
+    /// Returns the batch that appends `leaves` (event leaves from
+    /// [`NewLeaf::event`] among them), and advances the tree.
+    pub fn batch_of_leaves(&mut self, leaves: Vec<NewLeaf>) -> Batch {
+        self.clock_ms += 1;
+        let signer = &self.signer;
+        Batch::grow_leaves(
+            &mut self.range,
+            leaves,
+            self.clock_ms,
+            self.clock_ms,
+            |head| signer.sign(head),
+        )
+    }
+
     /// Returns the batch that appends `entries`, and advances the tree.
     pub fn batch_of(&mut self, entries: Vec<Vec<u8>>) -> Batch {
         self.clock_ms += 1;
@@ -300,6 +317,79 @@ impl TestLog {
             |head| signer.sign(head),
         )
     }
+}
+
+/// Returns event number `i` of a deterministic set with its salt: event id
+/// `ev-{i:06}`, and every optional field present on some events and absent
+/// on others, so that each search filter selects a different subset.
+/// Occurrence times repeat every 300 events (ties broken by index) and do
+/// not follow `i`; actions include `db_x.read` and `dbxx.read`, which a
+/// prefix `db_` must tell apart.
+///
+/// # Panics
+/// Never for any `i` (the events are valid by construction).
+pub fn sample_event(i: u64) -> SealedEvent {
+    const ACTORS: [&str; 3] = ["alice", "bob", "carol"];
+    const ACTIONS: [&str; 6] = [
+        "auth.login",
+        "auth.logout",
+        "db.query",
+        "db_x.read",
+        "dbxx.read",
+        "db",
+    ];
+    const OUTCOMES: [&str; 4] = ["success", "failure", "denied", "unknown"];
+    let pick = |n: u64| n as usize;
+    let second = (i * 37) % 300;
+    let occurred_at = if i % 10 == 0 {
+        // The same instant written with an offset.
+        format!("2026-12-03T11:{:02}:{:02}+01:00", second / 60, second % 60)
+    } else if i % 3 == 0 {
+        format!("2026-12-03T10:{:02}:{:02}.5Z", second / 60, second % 60)
+    } else {
+        format!("2026-12-03T10:{:02}:{:02}Z", second / 60, second % 60)
+    };
+    let attributes = (i % 7 != 0).then(|| {
+        serde_json::json!({
+            "n": i % 5,
+            "tags": if i % 2 == 0 { vec!["red", "blue"] } else { vec!["blue"] },
+            "nested": { "even": i % 2 == 0, "k": format!("v{}", i % 3) },
+        })
+    });
+    let input = EventInput {
+        event_id: Some(format!("ev-{i:06}")),
+        occurred_at,
+        actor: ActorInput {
+            id: ACTORS[pick(i % 3)].to_owned(),
+            kind: if i % 4 == 0 { "service" } else { "user" }.to_owned(),
+        },
+        action: ACTIONS[pick(i * 5 % 6)].to_owned(),
+        resource: (i % 3 != 2).then(|| ResourceInput {
+            kind: if i % 2 == 0 { "table" } else { "bucket" }.to_owned(),
+            id: format!("r{}", i % 4),
+        }),
+        outcome: OUTCOMES[pick(i / 2 % 4)].to_owned(),
+        origin: (i % 2 == 0).then(|| OriginInput {
+            service: Some(if i / 2 % 2 == 0 { "api" } else { "batch" }.to_owned()),
+            host: (i % 6 == 0).then(|| "host-1.example".to_owned()),
+            source_ip: Some(
+                if i % 4 == 0 {
+                    "192.0.2.7"
+                } else {
+                    "2001:db8::7"
+                }
+                .to_owned(),
+            ),
+        }),
+        request_id: (i % 5 != 0).then(|| format!("req-{}", i % 7)),
+        trace_id: (i % 3 == 0).then(|| format!("trace-{}", i % 4)),
+        attributes,
+    };
+    let event = Event::from_input(input, "tester", || unreachable!("the input has an id"))
+        .unwrap_or_else(|e| panic!("sample event {i}: {e}"));
+    let mut salt = [0x5a; merklog_event::SALT_LEN];
+    salt[..8].copy_from_slice(&i.to_le_bytes());
+    SealedEvent { salt, event }
 }
 
 /// What a test does around each append of a [`HookedStore`]: delay it, hold
@@ -360,5 +450,15 @@ impl<S: LogStore, H: AppendHook> LogStore for HookedStore<S, H> {
     }
     async fn leaves_with_nodes(&self, start: u64, end: u64) -> Result<Vec<LeafNodes>> {
         self.inner.leaves_with_nodes(start, end).await
+    }
+    async fn find_events_by_id(&self, ids: &[String]) -> Result<Vec<StoredEventRef>> {
+        self.inner.find_events_by_id(ids).await
+    }
+    async fn search_events(
+        &self,
+        query: &merklog_event::EventQuery,
+        tree_size: u64,
+    ) -> Result<Vec<EventHit>> {
+        self.inner.search_events(query, tree_size).await
     }
 }
