@@ -902,6 +902,58 @@ mod tests {
         }
     }
 
+    fn sealed(id: &str, actor: &str, salt: u8) -> merklog_event::SealedEvent {
+        let input = merklog_event::EventInput {
+            event_id: Some(id.into()),
+            occurred_at: "2026-12-03T10:00:00Z".into(),
+            actor: merklog_event::ActorInput {
+                id: actor.into(),
+                kind: "user".into(),
+            },
+            action: "test".into(),
+            outcome: "success".into(),
+            ..Default::default()
+        };
+        merklog_event::SealedEvent {
+            salt: [salt; merklog_event::SALT_LEN],
+            event: merklog_event::Event::from_input(input, "tester", String::new).unwrap(),
+        }
+    }
+
+    /// An event id seen earlier in the call, in an earlier call, or in the
+    /// batch written before (pipelined) is answered with the first leaf.
+    #[tokio::test]
+    async fn events_are_deduplicated_by_event_id() {
+        let (handle, store, _dir) = gated().await;
+        store.hook.gate.add_permits(1);
+        let first = handle
+            .append_events(&[sealed("a", "x", 1), sealed("b", "x", 2), sealed("a", "y", 3)])
+            .await
+            .unwrap();
+        assert_eq!(places(&first), [(0, false), (1, false), (0, true)]);
+        assert_eq!(first.placements[2].leaf_hash, first.placements[0].leaf_hash);
+        store.hook.writes_started.acquire().await.unwrap().forget();
+        // In flight: "c"; built on it meanwhile: "c" again and "a" again.
+        let handle2 = handle.clone();
+        let c = tokio::spawn(async move { handle2.append_events(&[sealed("c", "x", 4)]).await });
+        store.hook.writes_started.acquire().await.unwrap().forget();
+        let handle3 = handle.clone();
+        let again = tokio::spawn(async move {
+            handle3
+                .append_events(&[sealed("c", "z", 5), sealed("a", "z", 6), sealed("d", "z", 7)])
+                .await
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        store.hook.gate.add_permits(10);
+        let c = c.await.unwrap().unwrap();
+        let again = again.await.unwrap().unwrap();
+        assert_eq!(places(&c), [(2, false)]);
+        assert_eq!(places(&again), [(2, true), (0, true), (3, false)]);
+        assert_eq!(again.placements[0].leaf_hash, c.placements[0].leaf_hash);
+        assert_proofs_verify(&again, &store).await;
+        assert_eq!(store.leaf_count().await.unwrap(), 4);
+    }
+
     /// Every committed batch reaches the node cache before its callers are
     /// answered, with exactly the nodes the store holds.
     #[tokio::test]
