@@ -84,7 +84,7 @@ async fn cli_emits_from_flags_files_and_stdin_and_searches_in_every_format() {
     args.attrs = vec!["mfa=yes".into()];
     args.event_id = Some("evt-flags".into());
     args.trace_id = Some("t-1".into());
-    args.occurred_at = Some("-5m".into());
+    args.occurred_at = Some("2026-12-03T09:55:00.25Z".into());
     let mut out = Vec::new();
     emit::run(args.clone(), &mut out).await.unwrap();
     let printed = String::from_utf8(out).unwrap();
@@ -95,8 +95,21 @@ async fn cli_emits_from_flags_files_and_stdin_and_searches_in_every_format() {
     assert!(printed.contains("tree size:  1"), "{printed}");
     // Again: the original index, marked.
     let mut out = Vec::new();
+    emit::run(args.clone(), &mut out).await.unwrap();
+    let printed = String::from_utf8(out).unwrap();
+    assert!(
+        printed.starts_with("index 0  ") && printed.contains("(already in the log)"),
+        "{printed}"
+    );
+    // The same id with other content: the original, and a warning.
+    args.occurred_at = Some("-5m".into());
+    let mut out = Vec::new();
     emit::run(args, &mut out).await.unwrap();
-    assert!(String::from_utf8(out).unwrap().contains("(already in the log)"));
+    let printed = String::from_utf8(out).unwrap();
+    assert!(
+        printed.contains("(this event id is in the log with OTHER content)"),
+        "{printed}"
+    );
 
     // From a file holding one object, as JSON.
     let file = scratch.path("one.json");
@@ -135,11 +148,15 @@ async fn cli_emits_from_flags_files_and_stdin_and_searches_in_every_format() {
         .await
         .unwrap();
     let printed = String::from_utf8(out).unwrap();
-    assert_eq!(printed.matches("inclusion proof verified").count(), 3, "{printed}");
+    assert_eq!(
+        printed.matches("inclusion proof verified").count(),
+        3,
+        "{printed}"
+    );
     // A bad line is refused before anything is sent, naming the line.
     let mut args = emit_args(&log, &scratch);
     args.file = Some("-".into());
-    let err = emit::run_with_input(args, &mut &b"{\"actor\":{}}\n"[..], &mut Vec::new())
+    let err = emit::run_with_input(args, &mut &b"{\"actor\":{}}\n{}\n"[..], &mut Vec::new())
         .await
         .unwrap_err();
     assert_eq!(err.exit_code(), 2);
@@ -150,8 +167,14 @@ async fn cli_emits_from_flags_files_and_stdin_and_searches_in_every_format() {
     let rows: Vec<&str> = table.lines().collect();
     assert!(rows[0].starts_with("TIME"), "{table}");
     assert_eq!(rows.len(), 1 + 5 + 1, "{table}");
-    assert!(rows[1].contains("file.read") && rows[1].contains("       4  "), "{table}");
-    assert!(rows[5].contains("user:alice") && rows[5].contains("account:42"), "{table}");
+    assert!(
+        rows[1].contains("file.read") && rows[1].contains("       4  "),
+        "{table}"
+    );
+    assert!(
+        rows[5].contains("user:alice") && rows[5].contains("account:42"),
+        "{table}"
+    );
     assert!(rows[6].starts_with("5 hits, each proved"), "{table}");
 
     // JSON, by occurred time and a filter.
@@ -175,7 +198,11 @@ async fn cli_emits_from_flags_files_and_stdin_and_searches_in_every_format() {
     let first = run_search(args.clone()).await;
     let indexes = |text: &str| -> Vec<u64> {
         text.lines()
-            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["leaf_index"].as_u64().unwrap())
+            .map(|l| {
+                serde_json::from_str::<serde_json::Value>(l).unwrap()["leaf_index"]
+                    .as_u64()
+                    .unwrap()
+            })
             .collect()
     };
     assert_eq!(indexes(&first), [4, 3]);
@@ -200,12 +227,18 @@ async fn cli_emits_from_flags_files_and_stdin_and_searches_in_every_format() {
     assert_eq!(lines.len(), 2, "{csv}");
     assert!(lines[0].starts_with("leaf_index,integrated_ms,occurred_at,event_id,"));
     assert!(lines[1].starts_with("1,"), "{csv}");
-    assert!(lines[1].contains(",service,bob,db.query,,,failure,anonymous,"), "{csv}");
+    assert!(
+        lines[1].contains(",service,bob,db.query,,,failure,anonymous,"),
+        "{csv}"
+    );
 
     // A bad time is a usage error naming the flag.
     let mut args = search_args(&log, &scratch);
     args.since = "last tuesday".into();
     let err = search::run(args, &mut Vec::new()).await.unwrap_err();
     assert_eq!(err.exit_code(), 2);
-    assert!(err.to_string().starts_with("--since \"last tuesday\""), "{err}");
+    assert!(
+        err.to_string().starts_with("--since \"last tuesday\""),
+        "{err}"
+    );
 }

@@ -12,8 +12,7 @@ use std::sync::Arc;
 use client_common::signer;
 use merklog_client::{Client, ClientError};
 use merklog_event::{
-    ActionMatch, ActorInput, EventInput, EventQuery, OriginInput, Outcome, ResourceInput,
-    TimeField,
+    ActionMatch, ActorInput, EventInput, EventQuery, OriginInput, Outcome, ResourceInput, TimeField,
 };
 use merklog_proto::v1;
 use merklog_server::{token_hash, AuthConfig, ServerConfig};
@@ -176,8 +175,14 @@ async fn appended_events_come_back_verified_and_deduplicated(db: TestDb) {
     assert_eq!((first.proof.leaf_index, first.duplicate), (0, false));
     assert_eq!(first.stored.event.event_id, "evt-1");
     assert_eq!(first.stored.event.submitted_by, "ingest");
-    assert_eq!(first.stored.event.occurred_at.text(), "2026-12-03T10:00:00.5+01:00");
-    assert_eq!(first.proof.leaf_hash, merklog_merkle::leaf_hash(&first.entry));
+    assert_eq!(
+        first.stored.event.occurred_at.text(),
+        "2026-12-03T10:00:00.5+01:00"
+    );
+    assert_eq!(
+        first.proof.leaf_hash,
+        merklog_merkle::leaf_hash(&first.entry)
+    );
     assert!(merklog_event::is_event_entry(&first.entry));
     // A generated id is a UUIDv7.
     assert_eq!((second.proof.leaf_index, second.duplicate), (1, false));
@@ -226,7 +231,10 @@ async fn appended_events_come_back_verified_and_deduplicated(db: TestDb) {
     let mut anonymous = Client::connect(&log.server.url(), log.signer.public_key().clone())
         .await
         .unwrap();
-    match anonymous.append_events(vec![event("x", "y", "2026-12-03T10:00:00Z")]).await {
+    match anonymous
+        .append_events(vec![event("x", "y", "2026-12-03T10:00:00Z")])
+        .await
+    {
         Err(ClientError::Status {
             code: Code::Unauthenticated,
             ..
@@ -267,7 +275,9 @@ async fn the_opaque_append_refuses_event_leaves(db: TestDb) {
         .unwrap_err();
     assert_eq!(status.code(), Code::InvalidArgument);
     assert!(
-        status.message().starts_with("events[0].submitted_by: is output only"),
+        status
+            .message()
+            .starts_with("events[0].submitted_by: is output only"),
         "{}",
         status.message()
     );
@@ -304,7 +314,9 @@ async fn searches_filter_and_order_newest_first(db: TestDb) {
         });
         e.request_id = Some(format!("req-{i}"));
         e.trace_id = Some(format!("trace-{}", i % 2));
-        e.attributes = Some(serde_json::json!({"n": i, "tags": {"team": if i % 2 == 0 { "red" } else { "blue" }}}));
+        e.attributes = Some(
+            serde_json::json!({"n": i, "tags": {"team": if i % 2 == 0 { "red" } else { "blue" }}}),
+        );
         // One call per event: integration times differ or tie, either way
         // the order is (time, index) descending.
         let r = client.append_events(vec![e]).await.unwrap();
@@ -312,36 +324,122 @@ async fn searches_filter_and_order_newest_first(db: TestDb) {
     }
     let mut reader = log.client().await;
     // Everything, newest first.
-    let page = reader.search_events(&window(TimeField::IntegratedAt)).await.unwrap();
+    let page = reader
+        .search_events(&window(TimeField::IntegratedAt))
+        .await
+        .unwrap();
     let indexes: Vec<u64> = page.hits.iter().map(|h| h.proof.leaf_index).collect();
     assert_eq!(indexes, [4, 3, 2, 1, 0]);
     assert!(page.next_cursor.is_none());
     // By occurred time.
-    let page = reader.search_events(&EventQuery {
-        since_nanos: merklog_event::OccurredAt::parse("2026-12-03T10:01:00Z").unwrap().unix_nanos(),
-        until_nanos: merklog_event::OccurredAt::parse("2026-12-03T10:04:00Z").unwrap().unix_nanos(),
-        ..window(TimeField::OccurredAt)
-    })
-    .await
-    .unwrap();
+    let page = reader
+        .search_events(&EventQuery {
+            since_nanos: merklog_event::OccurredAt::parse("2026-12-03T10:01:00Z")
+                .unwrap()
+                .unix_nanos(),
+            until_nanos: merklog_event::OccurredAt::parse("2026-12-03T10:04:00Z")
+                .unwrap()
+                .unix_nanos(),
+            ..window(TimeField::OccurredAt)
+        })
+        .await
+        .unwrap();
     let indexes: Vec<u64> = page.hits.iter().map(|h| h.proof.leaf_index).collect();
     assert_eq!(indexes, [3, 2, 1]);
     let filters: Vec<(EventQuery, Vec<u64>)> = vec![
-        (EventQuery { actor_id: Some("alice".into()), ..window(TimeField::IntegratedAt) }, vec![4, 2, 0]),
-        (EventQuery { actor_kind: Some("service".into()), ..window(TimeField::IntegratedAt) }, vec![]),
-        (EventQuery { action: Some(ActionMatch::Exact("user.login".into())), ..window(TimeField::IntegratedAt) }, vec![4, 1, 0]),
-        (EventQuery { action: Some(ActionMatch::Prefix("user.".into())), ..window(TimeField::IntegratedAt) }, vec![4, 3, 1, 0]),
-        (EventQuery { resource_kind: Some("doc".into()), resource_id: Some("d1".into()), ..window(TimeField::IntegratedAt) }, vec![3, 1]),
-        (EventQuery { outcome: Some(Outcome::Denied), ..window(TimeField::IntegratedAt) }, vec![4, 3]),
-        (EventQuery { origin_service: Some("api".into()), ..window(TimeField::IntegratedAt) }, vec![4, 3]),
-        (EventQuery { origin_host: Some("h2".into()), ..window(TimeField::IntegratedAt) }, vec![2]),
-        (EventQuery { source_ip: Some("10.0.0.1".parse().unwrap()), ..window(TimeField::IntegratedAt) }, vec![1]),
-        (EventQuery { request_id: Some("req-3".into()), ..window(TimeField::IntegratedAt) }, vec![3]),
-        (EventQuery { trace_id: Some("trace-0".into()), ..window(TimeField::IntegratedAt) }, vec![4, 2, 0]),
-        (EventQuery { event_id: Some(all[1].clone()), ..window(TimeField::IntegratedAt) }, vec![1]),
         (
             EventQuery {
-                attributes_contain: Some(serde_json::json!({"tags": {"team": "blue"}}).as_object().unwrap().clone()),
+                actor_id: Some("alice".into()),
+                ..window(TimeField::IntegratedAt)
+            },
+            vec![4, 2, 0],
+        ),
+        (
+            EventQuery {
+                actor_kind: Some("service".into()),
+                ..window(TimeField::IntegratedAt)
+            },
+            vec![],
+        ),
+        (
+            EventQuery {
+                action: Some(ActionMatch::Exact("user.login".into())),
+                ..window(TimeField::IntegratedAt)
+            },
+            vec![4, 1, 0],
+        ),
+        (
+            EventQuery {
+                action: Some(ActionMatch::Prefix("user.".into())),
+                ..window(TimeField::IntegratedAt)
+            },
+            vec![4, 3, 1, 0],
+        ),
+        (
+            EventQuery {
+                resource_kind: Some("doc".into()),
+                resource_id: Some("d1".into()),
+                ..window(TimeField::IntegratedAt)
+            },
+            vec![3, 1],
+        ),
+        (
+            EventQuery {
+                outcome: Some(Outcome::Denied),
+                ..window(TimeField::IntegratedAt)
+            },
+            vec![4, 3],
+        ),
+        (
+            EventQuery {
+                origin_service: Some("api".into()),
+                ..window(TimeField::IntegratedAt)
+            },
+            vec![4, 3],
+        ),
+        (
+            EventQuery {
+                origin_host: Some("h2".into()),
+                ..window(TimeField::IntegratedAt)
+            },
+            vec![2],
+        ),
+        (
+            EventQuery {
+                source_ip: Some("10.0.0.1".parse().unwrap()),
+                ..window(TimeField::IntegratedAt)
+            },
+            vec![1],
+        ),
+        (
+            EventQuery {
+                request_id: Some("req-3".into()),
+                ..window(TimeField::IntegratedAt)
+            },
+            vec![3],
+        ),
+        (
+            EventQuery {
+                trace_id: Some("trace-0".into()),
+                ..window(TimeField::IntegratedAt)
+            },
+            vec![4, 2, 0],
+        ),
+        (
+            EventQuery {
+                event_id: Some(all[1].clone()),
+                ..window(TimeField::IntegratedAt)
+            },
+            vec![1],
+        ),
+        (
+            EventQuery {
+                attributes_contain: Some(
+                    serde_json::json!({"tags": {"team": "blue"}})
+                        .as_object()
+                        .unwrap()
+                        .clone(),
+                ),
                 ..window(TimeField::IntegratedAt)
             },
             vec![3, 1],
@@ -386,7 +484,11 @@ async fn pages_neither_repeat_nor_skip_while_appends_go_on(db: TestDb) {
                 return n;
             }
             writer
-                .append_events(vec![event(&format!("late{n}"), "page.test", "2026-12-03T10:00:00Z")])
+                .append_events(vec![event(
+                    &format!("late{n}"),
+                    "page.test",
+                    "2026-12-03T10:00:00Z",
+                )])
                 .await
                 .unwrap();
             n += 1;
@@ -400,7 +502,9 @@ async fn pages_neither_repeat_nor_skip_while_appends_go_on(db: TestDb) {
         page_size: 4,
         ..window(TimeField::OccurredAt)
     };
-    let t = merklog_event::OccurredAt::parse("2026-12-03T10:00:00Z").unwrap().unix_nanos();
+    let t = merklog_event::OccurredAt::parse("2026-12-03T10:00:00Z")
+        .unwrap()
+        .unix_nanos();
     query.since_nanos = t - 1_000_000_000;
     query.until_nanos = t + 1_000_000_000;
     let mut reader = log.client().await;
@@ -419,7 +523,10 @@ async fn pages_neither_repeat_nor_skip_while_appends_go_on(db: TestDb) {
     stop_tx.send(()).unwrap();
     appender.await.unwrap();
     let expected: Vec<u64> = (0..=top).rev().collect();
-    assert_eq!(seen, expected, "every event up to the first page's newest, once, in order");
+    assert_eq!(
+        seen, expected,
+        "every event up to the first page's newest, once, in order"
+    );
     assert!(pages >= 7, "{pages} pages");
 }
 
@@ -432,29 +539,59 @@ async fn bad_inputs_are_refused_naming_the_field(db: TestDb) {
         "2026-12-03T10:00:00Z",
     ));
     let append_cases: Vec<(Box<dyn Fn(&mut v1::Event)>, &str)> = vec![
-        (Box::new(|e| e.occurred_at = "yesterday".into()), "events[0].occurred_at: "),
-        (Box::new(|e| e.outcome = "maybe".into()), "events[0].outcome: "),
-        (Box::new(|e| e.attributes = "[1,2]".into()), "events[0].attributes"),
-        (Box::new(|e| e.attributes = "{".into()), "events[0].attributes: not JSON"),
-        (Box::new(|e| e.action = "a".repeat(129)), "events[0].action: "),
+        (
+            Box::new(|e| e.occurred_at = "yesterday".into()),
+            "events[0].occurred_at: ",
+        ),
+        (
+            Box::new(|e| e.outcome = "maybe".into()),
+            "events[0].outcome: ",
+        ),
+        (
+            Box::new(|e| e.attributes = "[1,2]".into()),
+            "events[0].attributes",
+        ),
+        (
+            Box::new(|e| e.attributes = "{".into()),
+            "events[0].attributes: not JSON",
+        ),
+        (
+            Box::new(|e| e.action = "a".repeat(129)),
+            "events[0].action: ",
+        ),
         (Box::new(|e| e.actor = None), "events[0].actor: required"),
-        (Box::new(|e| e.submitted_by = "x".into()), "events[0].submitted_by: "),
+        (
+            Box::new(|e| e.submitted_by = "x".into()),
+            "events[0].submitted_by: ",
+        ),
     ];
     for (change, expected) in append_cases {
         let mut e = good.clone();
         change(&mut e);
         let status = rpc
-            .append_events(EventLog::authorized(v1::AppendEventsRequest { events: vec![e] }))
+            .append_events(EventLog::authorized(v1::AppendEventsRequest {
+                events: vec![e],
+            }))
             .await
             .unwrap_err();
         assert_eq!(status.code(), Code::InvalidArgument, "{}", status.message());
-        assert!(status.message().starts_with(expected), "{} (expected {expected})", status.message());
+        assert!(
+            status.message().starts_with(expected),
+            "{} (expected {expected})",
+            status.message()
+        );
     }
     let status = rpc
-        .append_events(EventLog::authorized(v1::AppendEventsRequest { events: vec![] }))
+        .append_events(EventLog::authorized(v1::AppendEventsRequest {
+            events: vec![],
+        }))
         .await
         .unwrap_err();
-    assert!(status.message().starts_with("events: at least one"), "{}", status.message());
+    assert!(
+        status.message().starts_with("events: at least one"),
+        "{}",
+        status.message()
+    );
 
     let ok = v1::SearchEventsRequest {
         since: "2026-12-03T00:00:00Z".into(),
@@ -464,21 +601,46 @@ async fn bad_inputs_are_refused_naming_the_field(db: TestDb) {
     rpc.search_events(ok.clone()).await.unwrap();
     let search_cases: Vec<(Box<dyn Fn(&mut v1::SearchEventsRequest)>, &str)> = vec![
         (Box::new(|r| r.since.clear()), "since: required"),
-        (Box::new(|r| r.until = "2026-13-01T00:00:00Z".into()), "until: not an RFC 3339 time"),
-        (Box::new(|r| r.outcome = Some("maybe".into())), "outcome: must be one of"),
-        (Box::new(|r| r.actor_id = Some("a".repeat(300))), "actor_id: "),
-        (Box::new(|r| r.attributes_contain = "[1]".into()), "attributes_contain: must be a JSON object"),
-        (Box::new(|r| r.page_size = 1001), "page_size: 1001 hits asked; at most 1000"),
-        (Box::new(|r| r.since = "2020-01-01T00:00:00Z".into()), "until: "),
+        (
+            Box::new(|r| r.until = "2026-13-01T00:00:00Z".into()),
+            "until: not an RFC 3339 time",
+        ),
+        (
+            Box::new(|r| r.outcome = Some("maybe".into())),
+            "outcome: must be one of",
+        ),
+        (
+            Box::new(|r| r.actor_id = Some("a".repeat(300))),
+            "actor_id: ",
+        ),
+        (
+            Box::new(|r| r.attributes_contain = "[1]".into()),
+            "attributes_contain: must be a JSON object",
+        ),
+        (
+            Box::new(|r| r.page_size = 1001),
+            "page_size: 1001 hits asked; at most 1000",
+        ),
+        (
+            Box::new(|r| r.since = "2020-01-01T00:00:00Z".into()),
+            "until: ",
+        ),
         (Box::new(|r| r.cursor = "%%%".into()), "cursor: "),
-        (Box::new(|r| r.time_field = 9), "time_field: unknown value 9"),
+        (
+            Box::new(|r| r.time_field = 9),
+            "time_field: unknown value 9",
+        ),
     ];
     for (change, expected) in search_cases {
         let mut r = ok.clone();
         change(&mut r);
         let status = rpc.search_events(r).await.unwrap_err();
         assert_eq!(status.code(), Code::InvalidArgument, "{}", status.message());
-        assert!(status.message().starts_with(expected), "{} (expected {expected})", status.message());
+        assert!(
+            status.message().starts_with(expected),
+            "{} (expected {expected})",
+            status.message()
+        );
     }
     let info = rpc
         .get_log_info(v1::GetLogInfoRequest {})

@@ -54,15 +54,14 @@ pub fn event_input_from_wire(e: &v1::Event, field: &str) -> Result<EventInput, C
     let actor = e.actor.as_ref().ok_or_else(|| ConversionError::Missing {
         field: format!("{field}.actor"),
     })?;
-    let attributes = if e.attributes.is_empty() {
-        None
-    } else {
-        Some(
-            serde_json::from_str(&e.attributes).map_err(|err| {
+    let attributes =
+        if e.attributes.is_empty() {
+            None
+        } else {
+            Some(serde_json::from_str(&e.attributes).map_err(|err| {
                 invalid(format!("{field}.attributes"), format!("not JSON: {err}"))
-            })?,
-        )
-    };
+            })?)
+        };
     Ok(EventInput {
         event_id: non_empty(&e.event_id),
         occurred_at: e.occurred_at.clone(),
@@ -165,15 +164,13 @@ pub fn event_query_from_wire(r: &v1::SearchEventsRequest) -> Result<EventQuery, 
             TimeField::IntegratedAt
         }
         Ok(v1::EventTimeField::Occurred) => TimeField::OccurredAt,
-        Err(_) => {
-            return Err(invalid(
-                "time_field",
-                format!(
-                    "unknown value {}: use EVENT_TIME_FIELD_INTEGRATED or EVENT_TIME_FIELD_OCCURRED",
-                    r.time_field
-                ),
-            ))
-        }
+        Err(_) => return Err(invalid(
+            "time_field",
+            format!(
+                "unknown value {}: use EVENT_TIME_FIELD_INTEGRATED or EVENT_TIME_FIELD_OCCURRED",
+                r.time_field
+            ),
+        )),
     };
     let time = |text: &str, field: &str| -> Result<i64, ConversionError> {
         if text.is_empty() {
@@ -203,8 +200,12 @@ pub fn event_query_from_wire(r: &v1::SearchEventsRequest) -> Result<EventQuery, 
         .outcome
         .as_deref()
         .map(|o| {
-            o.parse::<Outcome>()
-                .map_err(|_| invalid("outcome", "must be one of success, failure, denied, unknown"))
+            o.parse::<Outcome>().map_err(|_| {
+                invalid(
+                    "outcome",
+                    "must be one of success, failure, denied, unknown",
+                )
+            })
         })
         .transpose()?;
     let source_ip = r
@@ -232,10 +233,12 @@ pub fn event_query_from_wire(r: &v1::SearchEventsRequest) -> Result<EventQuery, 
     let cursor = if r.cursor.is_empty() {
         None
     } else {
-        Some(
-            Cursor::decode(&r.cursor)
-                .map_err(|e| invalid("cursor", format!("{}; pass next_cursor as given", problem(e))))?,
-        )
+        Some(Cursor::decode(&r.cursor).map_err(|e| {
+            invalid(
+                "cursor",
+                format!("{}; pass next_cursor as given", problem(e)),
+            )
+        })?)
     };
     Ok(EventQuery {
         time_field,
@@ -355,7 +358,8 @@ mod tests {
         e.submitted_by = "root".into();
         let err = event_input_from_wire(&e, "events[2]").unwrap_err();
         assert!(
-            err.to_string().starts_with("events[2].submitted_by: is output only"),
+            err.to_string()
+                .starts_with("events[2].submitted_by: is output only"),
             "{err}"
         );
     }
@@ -369,10 +373,16 @@ mod tests {
         let mut bad = wire_event();
         bad.attributes = "{".into();
         let err = event_input_from_wire(&bad, "events[0]").unwrap_err();
-        assert!(err.to_string().starts_with("events[0].attributes: not JSON"), "{err}");
+        assert!(
+            err.to_string()
+                .starts_with("events[0].attributes: not JSON"),
+            "{err}"
+        );
         bad.actor = None;
         assert_eq!(
-            event_input_from_wire(&bad, "events[1]").unwrap_err().to_string(),
+            event_input_from_wire(&bad, "events[1]")
+                .unwrap_err()
+                .to_string(),
             "events[1].actor: missing"
         );
     }
@@ -385,7 +395,10 @@ mod tests {
             "2026-05-28T20:26:40.123456789Z"
         );
         assert_eq!(rfc3339_from_nanos(-1), "1969-12-31T23:59:59.999999999Z");
-        assert_eq!(rfc3339_from_nanos(951_782_400 * 1_000_000_000), "2000-02-29T00:00:00.000000000Z");
+        assert_eq!(
+            rfc3339_from_nanos(951_782_400 * 1_000_000_000),
+            "2000-02-29T00:00:00.000000000Z"
+        );
     }
 
     fn request() -> v1::SearchEventsRequest {
@@ -400,12 +413,30 @@ mod tests {
     fn search_requests_name_the_bad_field() {
         let cases: Vec<(Box<dyn Fn(&mut v1::SearchEventsRequest)>, &str)> = vec![
             (Box::new(|r| r.since.clear()), "since: required"),
-            (Box::new(|r| r.until = "yesterday".into()), "until: not an RFC 3339 time"),
-            (Box::new(|r| r.time_field = 7), "time_field: unknown value 7"),
-            (Box::new(|r| r.outcome = Some("maybe".into())), "outcome: must be one of"),
-            (Box::new(|r| r.source_ip = Some("1.2.3".into())), "source_ip: not an IP address"),
-            (Box::new(|r| r.attributes_contain = "[1]".into()), "attributes_contain: must be a JSON object"),
-            (Box::new(|r| r.attributes_contain = "{".into()), "attributes_contain: not JSON"),
+            (
+                Box::new(|r| r.until = "yesterday".into()),
+                "until: not an RFC 3339 time",
+            ),
+            (
+                Box::new(|r| r.time_field = 7),
+                "time_field: unknown value 7",
+            ),
+            (
+                Box::new(|r| r.outcome = Some("maybe".into())),
+                "outcome: must be one of",
+            ),
+            (
+                Box::new(|r| r.source_ip = Some("1.2.3".into())),
+                "source_ip: not an IP address",
+            ),
+            (
+                Box::new(|r| r.attributes_contain = "[1]".into()),
+                "attributes_contain: must be a JSON object",
+            ),
+            (
+                Box::new(|r| r.attributes_contain = "{".into()),
+                "attributes_contain: not JSON",
+            ),
             (
                 Box::new(|r| {
                     r.action = Some("a".into());
@@ -435,6 +466,9 @@ mod tests {
         assert_eq!(q.time_field, TimeField::OccurredAt);
         assert_eq!(q.action, Some(ActionMatch::Prefix("user.".into())));
         assert_eq!(event_query_from_wire(&event_query_to_wire(&q)).unwrap(), q);
-        assert_eq!(event_query_from_wire(&request()).unwrap().page_size, DEFAULT_SEARCH_PAGE_SIZE);
+        assert_eq!(
+            event_query_from_wire(&request()).unwrap().page_size,
+            DEFAULT_SEARCH_PAGE_SIZE
+        );
     }
 }

@@ -650,7 +650,11 @@ impl<S: LogStore + Send + Sync + 'static> Sequencer<S> {
                 let known = leaf
                     .event_id()
                     .and_then(|id| event_at.get(id).copied())
-                    .or_else(|| index_of.get(&leaf.leaf_hash()).map(|&i| (i, leaf.leaf_hash())));
+                    .or_else(|| {
+                        index_of
+                            .get(&leaf.leaf_hash())
+                            .map(|&i| (i, leaf.leaf_hash()))
+                    });
                 let (index, hash, duplicate) = match known {
                     Some((index, hash)) => (index, hash, true),
                     None => {
@@ -927,7 +931,11 @@ mod tests {
         let (handle, store, _dir) = gated().await;
         store.hook.gate.add_permits(1);
         let first = handle
-            .append_events(&[sealed("a", "x", 1), sealed("b", "x", 2), sealed("a", "y", 3)])
+            .append_events(&[
+                sealed("a", "x", 1),
+                sealed("b", "x", 2),
+                sealed("a", "y", 3),
+            ])
             .await
             .unwrap();
         assert_eq!(places(&first), [(0, false), (1, false), (0, true)]);
@@ -940,7 +948,11 @@ mod tests {
         let handle3 = handle.clone();
         let again = tokio::spawn(async move {
             handle3
-                .append_events(&[sealed("c", "z", 5), sealed("a", "z", 6), sealed("d", "z", 7)])
+                .append_events(&[
+                    sealed("c", "z", 5),
+                    sealed("a", "z", 6),
+                    sealed("d", "z", 7),
+                ])
                 .await
         });
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;

@@ -198,9 +198,9 @@ pub fn attributes(
         },
     };
     for pair in pairs {
-        let (key, value) = pair.split_once('=').ok_or_else(|| {
-            CommandError::Usage(format!("--attr {pair:?}: give KEY=VALUE"))
-        })?;
+        let (key, value) = pair
+            .split_once('=')
+            .ok_or_else(|| CommandError::Usage(format!("--attr {pair:?}: give KEY=VALUE")))?;
         map.insert(key.to_owned(), serde_json::Value::String(value.to_owned()));
     }
     Ok((base.is_some() || !pairs.is_empty()).then_some(map))
@@ -219,19 +219,16 @@ fn event_from_flags(args: &EmitArgs, now: i64) -> CommandResult<EventInput> {
     let occurred_at = match args.occurred_at.as_deref() {
         // An RFC 3339 time is kept as written; the log keeps its text.
         Some(t) if merklog_event::OccurredAt::parse(t).is_ok() => t.to_owned(),
-        Some(t) => {
-            merklog_proto::events::rfc3339_from_nanos(parse_time(t, "--occurred-at", now)?)
-        }
+        Some(t) => merklog_proto::events::rfc3339_from_nanos(parse_time(t, "--occurred-at", now)?),
         None => merklog_proto::events::rfc3339_from_nanos(now),
     };
-    let origin = (args.origin_service.is_some()
-        || args.origin_host.is_some()
-        || args.source_ip.is_some())
-    .then(|| OriginInput {
-        service: args.origin_service.clone(),
-        host: args.origin_host.clone(),
-        source_ip: args.source_ip.clone(),
-    });
+    let origin =
+        (args.origin_service.is_some() || args.origin_host.is_some() || args.source_ip.is_some())
+            .then(|| OriginInput {
+                service: args.origin_service.clone(),
+                host: args.origin_host.clone(),
+                source_ip: args.source_ip.clone(),
+            });
     Ok(EventInput {
         event_id: args.event_id.clone(),
         occurred_at,
@@ -263,8 +260,8 @@ fn event_from_flags(args: &EmitArgs, now: i64) -> CommandResult<EventInput> {
 /// [`CommandError::Usage`] naming the line of an event that does not parse.
 pub fn events_from_text(text: &[u8], name: &str) -> CommandResult<Vec<EventInput>> {
     if let Ok(serde_json::Value::Object(_)) = serde_json::from_slice::<serde_json::Value>(text) {
-        let event = EventInput::from_json(text)
-            .map_err(|e| CommandError::Usage(format!("{name}: {e}")))?;
+        let event =
+            EventInput::from_json(text).map_err(|e| CommandError::Usage(format!("{name}: {e}")))?;
         return Ok(vec![event]);
     }
     let mut events = Vec::new();
@@ -439,7 +436,10 @@ mod tests {
         let map = attributes(Some(r#"{"a":1,"b":2}"#), &["b=x".into()], "--attributes")
             .unwrap()
             .unwrap();
-        assert_eq!(serde_json::Value::Object(map), serde_json::json!({"a":1,"b":"x"}));
+        assert_eq!(
+            serde_json::Value::Object(map),
+            serde_json::json!({"a":1,"b":"x"})
+        );
         assert!(attributes(None, &[], "--attributes").unwrap().is_none());
         assert!(attributes(Some("[1]"), &[], "--attributes").is_err());
         assert!(attributes(None, &["novalue".into()], "--attributes").is_err());

@@ -9,14 +9,14 @@
 
 pub mod append;
 pub mod audit;
+pub mod emit;
 pub mod entries;
 pub mod monitor;
 pub mod prove;
+pub mod search;
 pub mod sth;
 pub mod verify;
 pub mod verify_store;
-pub mod emit;
-pub mod search;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};

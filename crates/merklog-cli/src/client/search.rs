@@ -141,7 +141,10 @@ pub fn query(args: &SearchArgs, now: i64) -> CommandResult<EventQuery> {
     let outcome = args
         .outcome
         .as_deref()
-        .map(|o| o.parse().map_err(|e| CommandError::Usage(format!("--outcome: {e}"))))
+        .map(|o| {
+            o.parse()
+                .map_err(|e| CommandError::Usage(format!("--outcome: {e}")))
+        })
         .transpose()?;
     let source_ip = args
         .source_ip
@@ -302,7 +305,9 @@ pub async fn run(args: SearchArgs, out: &mut dyn Write) -> CommandResult {
             let (rk, ri) = e
                 .resource
                 .as_ref()
-                .map_or((String::new(), String::new()), |r| (r.kind.clone(), r.id.clone()));
+                .map_or((String::new(), String::new()), |r| {
+                    (r.kind.clone(), r.id.clone())
+                });
             let fields = [
                 hit.proof.leaf_index.to_string(),
                 hit.integrated_ms.to_string(),

@@ -90,7 +90,11 @@ fn checked_leaf(index: u64, claimed: Hash, entry: &[u8]) -> Result<SealedEvent> 
 /// Tells whether `stored` is the event `sent` with the fields the log sets
 /// (`submitted_by`, and `event_id` when `sent` had none).
 fn same_event(sent: &EventInput, stored: &Event) -> bool {
-    if sent.event_id.as_ref().is_some_and(|id| *id != stored.event_id) {
+    if sent
+        .event_id
+        .as_ref()
+        .is_some_and(|id| *id != stored.event_id)
+    {
         return false;
     }
     Event::from_input(sent.clone(), &stored.submitted_by, || {

@@ -57,7 +57,9 @@ fn event_invalid(prefix: &str, e: EventError) -> ServiceError {
 impl<S: LogStore + Send + Sync + 'static> LogService<S> {
     /// The most events one `AppendEvents` call may carry.
     pub(super) fn max_events_per_append(&self) -> usize {
-        self.limits.max_entries_per_append.min(MAX_EVENTS_PER_APPEND)
+        self.limits
+            .max_entries_per_append
+            .min(MAX_EVENTS_PER_APPEND)
     }
 
     /// The most hits one `SearchEvents` page may hold.
