@@ -20,6 +20,9 @@ use merklog_sth::LogSigner;
 use merklog_tests::{TestDb, TestServer};
 use tonic::Code;
 
+/// A change to a request, for the table of bad inputs.
+type Change<T> = Box<dyn Fn(&mut T)>;
+
 const WRITER: &str = "writer-token";
 
 /// A log whose one writer is named "ingest", reads open.
@@ -538,7 +541,7 @@ async fn bad_inputs_are_refused_naming_the_field(db: TestDb) {
         "user.login",
         "2026-12-03T10:00:00Z",
     ));
-    let append_cases: Vec<(Box<dyn Fn(&mut v1::Event)>, &str)> = vec![
+    let append_cases: Vec<(Change<v1::Event>, &str)> = vec![
         (
             Box::new(|e| e.occurred_at = "yesterday".into()),
             "events[0].occurred_at: ",
@@ -599,7 +602,7 @@ async fn bad_inputs_are_refused_naming_the_field(db: TestDb) {
         ..Default::default()
     };
     rpc.search_events(ok.clone()).await.unwrap();
-    let search_cases: Vec<(Box<dyn Fn(&mut v1::SearchEventsRequest)>, &str)> = vec![
+    let search_cases: Vec<(Change<v1::SearchEventsRequest>, &str)> = vec![
         (Box::new(|r| r.since.clear()), "since: required"),
         (
             Box::new(|r| r.until = "2026-13-01T00:00:00Z".into()),

@@ -164,13 +164,15 @@ pub fn event_query_from_wire(r: &v1::SearchEventsRequest) -> Result<EventQuery, 
             TimeField::IntegratedAt
         }
         Ok(v1::EventTimeField::Occurred) => TimeField::OccurredAt,
-        Err(_) => return Err(invalid(
-            "time_field",
-            format!(
+        Err(_) => {
+            return Err(invalid(
+                "time_field",
+                format!(
                 "unknown value {}: use EVENT_TIME_FIELD_INTEGRATED or EVENT_TIME_FIELD_OCCURRED",
                 r.time_field
             ),
-        )),
+            ))
+        }
     };
     let time = |text: &str, field: &str| -> Result<i64, ConversionError> {
         if text.is_empty() {
@@ -338,6 +340,9 @@ fn civil_from_days(z: i64) -> (i64, i64, i64) {
 mod tests {
     use super::*;
 
+    /// A change to a request, for the table of bad inputs.
+    type Change<T> = Box<dyn Fn(&mut T)>;
+
     fn wire_event() -> v1::Event {
         v1::Event {
             occurred_at: "2026-12-03T10:00:00Z".into(),
@@ -411,7 +416,7 @@ mod tests {
 
     #[test]
     fn search_requests_name_the_bad_field() {
-        let cases: Vec<(Box<dyn Fn(&mut v1::SearchEventsRequest)>, &str)> = vec![
+        let cases: Vec<(Change<v1::SearchEventsRequest>, &str)> = vec![
             (Box::new(|r| r.since.clear()), "since: required"),
             (
                 Box::new(|r| r.until = "yesterday".into()),

@@ -52,10 +52,10 @@ pub enum ClientCommand {
     /// Append audit events (from flags, a JSON file or JSON Lines on
     /// stdin) and print, for each, its index, event id and leaf hash, and
     /// the verified tree head.
-    Emit(emit::EmitArgs),
+    Emit(Box<emit::EmitArgs>),
     /// Search audit events, newest first; every hit's inclusion proof and
     /// match with the search are checked before it is printed.
-    Search(search::SearchArgs),
+    Search(Box<search::SearchArgs>),
 }
 
 impl ClientCommand {
@@ -101,8 +101,8 @@ impl ClientCommand {
                 ClientCommand::Monitor(a) => monitor::run(a, &mut stdout).await,
                 ClientCommand::Audit(a) => audit::run(a, &mut stdout).await,
                 ClientCommand::VerifyStore(a) => verify_store::run(a, &mut stdout).await,
-                ClientCommand::Emit(a) => emit::run(a, &mut stdout).await,
-                ClientCommand::Search(a) => search::run(a, &mut stdout).await,
+                ClientCommand::Emit(a) => emit::run(*a, &mut stdout).await,
+                ClientCommand::Search(a) => search::run(*a, &mut stdout).await,
             }
         });
         match result {
