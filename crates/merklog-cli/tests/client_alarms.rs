@@ -230,7 +230,22 @@ impl log_server::Log for FakeLog {
             max_entries_per_append: 100,
             max_page_size: 100,
             max_request_bytes: 0,
+            ..Default::default()
         }))
+    }
+
+    async fn append_events(
+        &self,
+        _: Request<v1::AppendEventsRequest>,
+    ) -> Result<Response<v1::AppendEventsResponse>, Status> {
+        Err(Status::unimplemented("the fake log is read-only"))
+    }
+
+    async fn search_events(
+        &self,
+        _: Request<v1::SearchEventsRequest>,
+    ) -> Result<Response<v1::SearchEventsResponse>, Status> {
+        Err(Status::unimplemented("the fake log holds no events"))
     }
 }
 

@@ -22,6 +22,9 @@ use crate::json::{ConsistencyProofJson, EntryJson, InclusionProofJson};
 use crate::state::TrustState;
 use crate::{ClientError, Result};
 
+mod events;
+pub use events::{AppendedEvent, EventHit, EventReceipt, SearchPage};
+
 /// What the log says about itself, with its key checked against the pinned
 /// one.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,6 +38,12 @@ pub struct LogInfo {
     pub max_page_size: u32,
     /// The largest Append request, in bytes; 0 when the log does not say.
     pub max_request_bytes: u64,
+    /// The most events of an AppendEvents call; 0 when the log does not say.
+    pub max_events_per_append: u32,
+    /// The most hits of a SearchEvents page; 0 when the log does not say.
+    pub max_events_page_size: u32,
+    /// The longest search window, in seconds; 0 when the log does not say.
+    pub max_search_window_seconds: u64,
 }
 
 /// One entry of an append, with its inclusion proof checked against the
@@ -564,6 +573,9 @@ impl Client {
             max_entries_per_append: info.max_entries_per_append,
             max_page_size: info.max_page_size,
             max_request_bytes: info.max_request_bytes,
+            max_events_per_append: info.max_events_per_append,
+            max_events_page_size: info.max_events_page_size,
+            max_search_window_seconds: info.max_search_window_seconds,
         })
     }
 

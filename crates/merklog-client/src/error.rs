@@ -173,6 +173,20 @@ pub enum ClientError {
         code: tonic::Code,
         message: String,
     },
+    /// A leaf the log served as an event is not a canonical event leaf.
+    #[error("bad event: leaf {leaf_index} is not a canonical event leaf: {}", Escaped(.reason))]
+    BadEvent { leaf_index: u64, reason: String },
+    /// The log stored (or says it stored) another event than the one sent.
+    #[error("event mismatch at leaf {leaf_index}: {}", Escaped(.reason))]
+    EventMismatch { leaf_index: u64, reason: String },
+    /// A search answer the query does not allow: a hit that does not match
+    /// its filters, window or cursor, hits out of order, a cursor that
+    /// skips, more hits than asked.
+    #[error("bad search answer{}: {}", .leaf_index.map(|i| format!(" at leaf {i}")).unwrap_or_default(), Escaped(.reason))]
+    SearchMismatch {
+        leaf_index: Option<u64>,
+        reason: String,
+    },
 }
 
 impl ClientError {
@@ -202,7 +216,10 @@ impl ClientError {
             | ClientError::BadState { .. }
             | ClientError::TimeWentBack { .. }
             | ClientError::FutureHead { .. }
-            | ClientError::ConsistencyRefused { .. } => true,
+            | ClientError::ConsistencyRefused { .. }
+            | ClientError::BadEvent { .. }
+            | ClientError::EventMismatch { .. }
+            | ClientError::SearchMismatch { .. } => true,
         }
     }
 
@@ -233,6 +250,9 @@ impl ClientError {
             ClientError::FutureHead { .. } => "future_head",
             ClientError::InsecureToken { .. } => "insecure_token",
             ClientError::ConsistencyRefused { .. } => "consistency_refused",
+            ClientError::BadEvent { .. } => "bad_event",
+            ClientError::EventMismatch { .. } => "event_mismatch",
+            ClientError::SearchMismatch { .. } => "bad_search_answer",
         }
     }
 }
@@ -279,6 +299,9 @@ impl From<merklog_proto::ConversionError> for ClientError {
                 field,
                 reason: "missing".to_owned(),
             },
+            merklog_proto::ConversionError::Invalid { field, reason } => {
+                ClientError::Malformed { field, reason }
+            }
         }
     }
 }

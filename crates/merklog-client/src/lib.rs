@@ -29,8 +29,9 @@ mod state;
 
 pub use check::{verify_head, VerifiedHead, DEFAULT_MAX_CLOCK_SKEW};
 pub use client::{
-    AppendReceipt, AppendedEntry, Client, ClientOptions, ClientTls, LogEntry, LogInfo,
-    ProvenConsistency, ProvenInclusion, ServedEntry, StateFileCheck,
+    AppendReceipt, AppendedEntry, AppendedEvent, Client, ClientOptions, ClientTls, EventHit,
+    EventReceipt, LogEntry, LogInfo, ProvenConsistency, ProvenInclusion, SearchPage, ServedEntry,
+    StateFileCheck,
 };
 pub use clock::{Clock, FixedClock, SystemClock};
 pub use error::{ClientError, Escaped, Result};

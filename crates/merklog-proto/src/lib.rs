@@ -13,6 +13,8 @@ pub mod v1 {
     tonic::include_proto!("merklog.v1");
 }
 
+pub mod events;
+
 /// The encoded `FileDescriptorSet` of the API, for gRPC server reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/merklog_descriptor.bin"));
@@ -26,6 +28,10 @@ pub enum ConversionError {
     /// A required message field is absent.
     #[error("{field}: missing")]
     Missing { field: String },
+    /// A field holds a value its type does not allow: JSON text that does
+    /// not parse, an unknown enum value, a field only the log may set.
+    #[error("{field}: {reason}")]
+    Invalid { field: String, reason: String },
 }
 
 /// Reads a 32-byte hash from the wire field `field`.

@@ -3,7 +3,8 @@
 //!
 //! 1. **Access** is decided from the headers, the peer's address and its
 //!    TLS certificate by [`AuthConfig::authorize`], the one decision point:
-//!    `merklog.v1.Log/Append` needs a writer, every other method is a read.
+//!    `merklog.v1.Log/Append` and `AppendEvents` need a writer, every other
+//!    method is a read.
 //!    A refused call is answered at once; its body is never read, so a
 //!    caller without credentials costs the server a header block.
 //! 2. **Size**: each request message may declare at most
@@ -53,8 +54,9 @@ use crate::wire_scan::{FieldScan, ScanError};
 
 /// The path prefix of the log's methods.
 const LOG_PATH: &str = "/merklog.v1.Log/";
-/// The one method that needs a writer.
+/// The methods that need a writer.
 const APPEND_PATH: &str = "/merklog.v1.Log/Append";
+const APPEND_EVENTS_PATH: &str = "/merklog.v1.Log/AppendEvents";
 
 /// The size of the pieces an answer is handed to hyper in: one HTTP/2 DATA
 /// frame at the default frame size.
@@ -247,6 +249,12 @@ where
                 Access::Append,
                 Bound::Append(self.rules.append_bytes),
             )
+        } else if path == APPEND_EVENTS_PATH {
+            (
+                "AppendEvents",
+                Access::Append,
+                Bound::Append(self.rules.append_bytes),
+            )
         } else {
             let method = path.strip_prefix(LOG_PATH).unwrap_or(path);
             (method, Access::Read, Bound::Read(self.rules.read_bytes))
@@ -300,6 +308,9 @@ impl Rules {
         match (access, method) {
             (Access::Append, _) | (_, "GetInclusionProofs") => (SMALL_ANSWER, PROOF_ANSWER_BYTES),
             (_, "GetEntries") => (self.limits.max_entries_answer_bytes(), 0),
+            // A page of hits is cut at max_response_bytes of entries and
+            // proofs, as a GetEntries page is.
+            (_, "SearchEvents") => (self.limits.max_entries_answer_bytes(), 0),
             (_, "GetEntryAndProof") => (self.limits.max_entry_bytes + SMALL_ANSWER, 0),
             _ => (SMALL_ANSWER, 0),
         }

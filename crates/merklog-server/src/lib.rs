@@ -136,7 +136,7 @@ pub async fn serve<S: LogStore + Send + Sync + 'static>(
         &config,
         &keys,
         store.clone(),
-        clock,
+        clock.clone(),
         local,
         node_cache.clone(),
     )
@@ -151,7 +151,8 @@ pub async fn serve<S: LogStore + Send + Sync + 'static>(
         config.limits,
         node_cache,
     )
-    .with_request_timeout(config.transport.request_timeout);
+    .with_request_timeout(config.transport.request_timeout)
+    .with_clock(clock);
 
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter

@@ -212,7 +212,29 @@ impl SequencerHandle {
     /// [`ServiceError::Unavailable`] when the batch failed to commit or the
     /// sequencer has stopped.
     pub async fn append(&self, entries: Vec<Vec<u8>>) -> Result<Committed, ServiceError> {
-        let wanted = u32::try_from(entries.len()).unwrap_or(u32::MAX);
+        // Hash in the caller's task so that hashing spreads over all cores.
+        self.append_leaves(entries.into_iter().map(NewLeaf::new).collect())
+            .await
+    }
+
+    /// Submits sealed events and waits until they are committed. An event
+    /// whose `event_id` the log holds already, or that an earlier event of
+    /// the same batch carries, adds no leaf: its placement is the original
+    /// event's index and leaf hash, marked duplicate.
+    ///
+    /// # Errors
+    /// As [`SequencerHandle::append`].
+    pub async fn append_events(
+        &self,
+        events: &[merklog_event::SealedEvent],
+    ) -> Result<Committed, ServiceError> {
+        self.append_leaves(events.iter().map(NewLeaf::event).collect())
+            .await
+    }
+
+    /// Submits `leaves` and waits until they are committed.
+    async fn append_leaves(&self, leaves: Vec<NewLeaf>) -> Result<Committed, ServiceError> {
+        let wanted = u32::try_from(leaves.len()).unwrap_or(u32::MAX);
         let permit = self
             .queue
             .clone()
@@ -222,9 +244,9 @@ impl SequencerHandle {
                 capacity: self.capacity,
                 unit: "entries",
             })?;
-        let bytes: usize = entries
+        let bytes: usize = leaves
             .iter()
-            .map(|e| e.len() + QUEUED_ENTRY_OVERHEAD)
+            .map(|l| l.entry().len() + QUEUED_ENTRY_OVERHEAD)
             .sum();
         let bytes_permit = self
             .queue_bytes
@@ -236,8 +258,6 @@ impl SequencerHandle {
                 unit: "bytes",
             })?;
         crate::metrics::queue_depth(self.capacity - self.queue.available_permits());
-        // Hash in the caller's task so that hashing spreads over all cores.
-        let leaves = entries.into_iter().map(NewLeaf::new).collect();
         let (reply, answer) = oneshot::channel();
         self.jobs
             .send(Job {
@@ -419,7 +439,7 @@ impl<S: LogStore + Send + Sync + 'static> Sequencer<S> {
                 next = match in_flight.as_ref() {
                     Some(flight) => Some(self.prepare(
                         jobs,
-                        HashMap::new(),
+                        Known::default(),
                         &flight.prepared.range,
                         &flight.prepared.tree_head,
                     )),
@@ -500,7 +520,7 @@ impl<S: LogStore + Send + Sync + 'static> Sequencer<S> {
         }
         let range = self.range.clone();
         let head = self.latest.borrow().clone();
-        Some(self.prepare(jobs, HashMap::new(), &range, &head))
+        Some(self.prepare(jobs, Known::default(), &range, &head))
     }
 
     /// Ends the write of `prepared` with its `result`: publishes the batch
@@ -522,7 +542,7 @@ impl<S: LogStore + Send + Sync + 'static> Sequencer<S> {
         let as_prepared = result.is_ok();
         let result = match result {
             Ok(()) => Ok(prepared),
-            Err(StorageError::DuplicateLeaf { .. }) => {
+            Err(StorageError::DuplicateLeaf { .. } | StorageError::DuplicateEvent { .. }) => {
                 self.commit_with_duplicates(prepared.jobs)
                     .instrument(span.clone())
                     .await
@@ -545,8 +565,9 @@ impl<S: LogStore + Send + Sync + 'static> Sequencer<S> {
         }
     }
 
-    /// Rebuilds a batch that the store refused for a leaf it already holds,
-    /// with the stored leaves of its entries as duplicates, and writes it.
+    /// Rebuilds a batch that the store refused for a leaf (or an event id)
+    /// it already holds, with the stored leaves of its entries and events as
+    /// duplicates, and writes it.
     async fn commit_with_duplicates(
         &mut self,
         jobs: Vec<Job>,
@@ -561,9 +582,31 @@ impl<S: LogStore + Send + Sync + 'static> Sequencer<S> {
             Ok(stored) => stored,
             Err(e) => return Err((jobs, e.into())),
         };
+        let mut event_ids: Vec<String> = jobs
+            .iter()
+            .flat_map(|j| j.leaves.iter().filter_map(NewLeaf::event_id))
+            .map(str::to_owned)
+            .collect();
+        event_ids.sort_unstable();
+        event_ids.dedup();
+        let events = if event_ids.is_empty() {
+            Vec::new()
+        } else {
+            match self.store.find_events_by_id(&event_ids).await {
+                Ok(found) => found,
+                Err(e) => return Err((jobs, e.into())),
+            }
+        };
+        let known = Known {
+            leaves: stored.into_iter().collect(),
+            events: events
+                .into_iter()
+                .map(|e| (e.event_id, (e.index, e.leaf_hash)))
+                .collect(),
+        };
         let range = self.range.clone();
         let head = self.latest.borrow().clone();
-        let prepared = self.prepare(jobs, stored.into_iter().collect(), &range, &head);
+        let prepared = self.prepare(jobs, known, &range, &head);
         if let Some(batch) = &prepared.batch {
             if let Err(e) = self.store.append_batch(batch).await {
                 return Err((prepared.jobs, write_failed(e)));
@@ -573,17 +616,20 @@ impl<S: LogStore + Send + Sync + 'static> Sequencer<S> {
     }
 
     /// Sequences `jobs` on top of the tree `base` with signed head `head`,
-    /// where `stored` maps leaf hashes already in the log to their indexes;
+    /// where `stored` holds the leaves and event ids already in the log;
     /// signs the new head. Writes and publishes nothing.
     fn prepare(
         &self,
         jobs: Vec<Job>,
-        stored: HashMap<Hash, u64>,
+        stored: Known,
         base: &CompactRange,
         head: &SignedTreeHead,
     ) -> Prepared {
         let started = std::time::Instant::now();
-        let mut index_of = stored;
+        let Known {
+            leaves: mut index_of,
+            events: mut event_at,
+        } = stored;
         let old_size = base.size();
         let mut range = base.clone();
         let mut nodes = BatchNodes::default();
@@ -599,10 +645,20 @@ impl<S: LogStore + Send + Sync + 'static> Sequencer<S> {
         for job in &jobs {
             let mut mine = Vec::with_capacity(job.leaves.len());
             for leaf in &job.leaves {
-                let hash = leaf.leaf_hash();
-                let (index, duplicate) = match index_of.get(&hash) {
-                    Some(&index) => (index, true),
+                // An event is known by its id first: a resubmitted event
+                // has a new salt, so a new leaf hash.
+                let known = leaf
+                    .event_id()
+                    .and_then(|id| event_at.get(id).copied())
+                    .or_else(|| {
+                        index_of
+                            .get(&leaf.leaf_hash())
+                            .map(|&i| (i, leaf.leaf_hash()))
+                    });
+                let (index, hash, duplicate) = match known {
+                    Some((index, hash)) => (index, hash, true),
                     None => {
+                        let hash = leaf.leaf_hash();
                         let index = range.size();
                         range.append(hash, |id, h| {
                             nodes.insert(id, h);
@@ -611,8 +667,11 @@ impl<S: LogStore + Send + Sync + 'static> Sequencer<S> {
                             }
                         });
                         index_of.insert(hash, index);
+                        if let Some(id) = leaf.event_id() {
+                            event_at.insert(id.to_owned(), (index, hash));
+                        }
                         leaves.push(leaf.clone());
-                        (index, false)
+                        (index, hash, false)
                     }
                 };
                 // A copy of an entry appended earlier in this batch, by this
@@ -688,6 +747,14 @@ impl<S: LogStore + Send + Sync + 'static> Sequencer<S> {
             }));
         }
     }
+}
+
+/// What the log holds already, for answering resubmissions as duplicates:
+/// leaf hashes and event ids, each with its index (and an event's leaf hash).
+#[derive(Debug, Default)]
+struct Known {
+    leaves: HashMap<Hash, u64>,
+    events: HashMap<String, (u64, Hash)>,
 }
 
 /// A batch built on the tree that the batches before it leave; nothing of it
@@ -837,6 +904,66 @@ mod tests {
             Err(e) => panic!("wrong error: {e}"),
             Ok(_) => panic!("a sequencer started with its clock behind the latest head"),
         }
+    }
+
+    fn sealed(id: &str, actor: &str, salt: u8) -> merklog_event::SealedEvent {
+        let input = merklog_event::EventInput {
+            event_id: Some(id.into()),
+            occurred_at: "2026-12-03T10:00:00Z".into(),
+            actor: merklog_event::ActorInput {
+                id: actor.into(),
+                kind: "user".into(),
+            },
+            action: "test".into(),
+            outcome: "success".into(),
+            ..Default::default()
+        };
+        merklog_event::SealedEvent {
+            salt: [salt; merklog_event::SALT_LEN],
+            event: merklog_event::Event::from_input(input, "tester", String::new).unwrap(),
+        }
+    }
+
+    /// An event id seen earlier in the call, in an earlier call, or in the
+    /// batch written before (pipelined) is answered with the first leaf.
+    #[tokio::test]
+    async fn events_are_deduplicated_by_event_id() {
+        let (handle, store, _dir) = gated().await;
+        store.hook.gate.add_permits(1);
+        let first = handle
+            .append_events(&[
+                sealed("a", "x", 1),
+                sealed("b", "x", 2),
+                sealed("a", "y", 3),
+            ])
+            .await
+            .unwrap();
+        assert_eq!(places(&first), [(0, false), (1, false), (0, true)]);
+        assert_eq!(first.placements[2].leaf_hash, first.placements[0].leaf_hash);
+        store.hook.writes_started.acquire().await.unwrap().forget();
+        // In flight: "c"; built on it meanwhile: "c" again and "a" again.
+        let handle2 = handle.clone();
+        let c = tokio::spawn(async move { handle2.append_events(&[sealed("c", "x", 4)]).await });
+        store.hook.writes_started.acquire().await.unwrap().forget();
+        let handle3 = handle.clone();
+        let again = tokio::spawn(async move {
+            handle3
+                .append_events(&[
+                    sealed("c", "z", 5),
+                    sealed("a", "z", 6),
+                    sealed("d", "z", 7),
+                ])
+                .await
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        store.hook.gate.add_permits(10);
+        let c = c.await.unwrap().unwrap();
+        let again = again.await.unwrap().unwrap();
+        assert_eq!(places(&c), [(2, false)]);
+        assert_eq!(places(&again), [(2, true), (0, true), (3, false)]);
+        assert_eq!(again.placements[0].leaf_hash, c.placements[0].leaf_hash);
+        assert_proofs_verify(&again, &store).await;
+        assert_eq!(store.leaf_count().await.unwrap(), 4);
     }
 
     /// Every committed batch reaches the node cache before its callers are

@@ -22,12 +22,16 @@ use tokio::sync::watch;
 use tonic::{Request, Response, Status};
 
 use crate::admission::Caller;
+use crate::clock::{Clock, SystemClock};
 use crate::config::Limits;
 use crate::leadership::InstanceRole;
 use crate::node_cache::{spawn_filler, Filler, NodeCache};
 use crate::node_reads::NodeReads;
 use crate::sequencer::SequencerHandle;
 use crate::status::ServiceError;
+
+mod events;
+pub use events::{ANONYMOUS_SUBMITTER, DEFAULT_MAX_SEARCH_WINDOW};
 
 /// The gRPC service over a store and a sequencer.
 pub struct LogService<S> {
@@ -42,6 +46,10 @@ pub struct LogService<S> {
     reads: NodeReads,
     /// How long a call may take once its request is read.
     request_timeout: Option<Duration>,
+    /// Dates the event ids the log generates.
+    clock: Arc<dyn Clock>,
+    /// The longest time window of a `SearchEvents` call.
+    max_search_window: Duration,
 }
 
 impl<S: LogStore + Send + Sync + 'static> LogService<S> {
@@ -88,6 +96,8 @@ impl<S: LogStore + Send + Sync + 'static> LogService<S> {
             _filler: filler,
             reads,
             request_timeout: None,
+            clock: Arc::new(SystemClock),
+            max_search_window: DEFAULT_MAX_SEARCH_WINDOW,
         }
     }
 
@@ -95,6 +105,22 @@ impl<S: LogStore + Send + Sync + 'static> LogService<S> {
     #[must_use]
     pub fn with_request_timeout(mut self, timeout: Duration) -> Self {
         self.request_timeout = Some(timeout);
+        self
+    }
+
+    /// Dates the event ids it generates by `clock` (the system clock
+    /// otherwise).
+    #[must_use]
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Refuses searches whose time window is longer than `window`
+    /// ([`DEFAULT_MAX_SEARCH_WINDOW`] otherwise).
+    #[must_use]
+    pub fn with_max_search_window(mut self, window: Duration) -> Self {
+        self.max_search_window = window;
         self
     }
 
@@ -114,7 +140,7 @@ impl<S: LogStore + Send + Sync + 'static> LogService<S> {
                 "{method} took longer than the server's request timeout of {} ms",
                 limit.as_millis()
             );
-            if method == "Append" {
+            if method == "Append" || method == "AppendEvents" {
                 message = format!("{message}; {}", crate::status::APPEND_AGAIN_IS_SAFE);
             }
             Err(Status::deadline_exceeded(message))
@@ -371,6 +397,13 @@ impl<S: LogStore + Send + Sync + 'static> LogService<S> {
                 return Err(ServiceError::invalid(
                     format!("entries[{i}]"),
                     "entry is empty",
+                ));
+            }
+            if merklog_event::is_event_entry(e) {
+                return Err(ServiceError::invalid(
+                    format!("entries[{i}]"),
+                    "starts with \"merklog.event.v1\\n\", the prefix reserved for event leaves: \
+                     append events with AppendEvents",
                 ));
             }
             if e.len() > limits.max_entry_bytes {
@@ -744,6 +777,58 @@ impl<S: LogStore + Send + Sync + 'static> Log for LogService<S> {
             max_entries_per_append: self.limits.max_entries_per_append as u32,
             max_page_size: self.limits.max_page_size as u32,
             max_request_bytes: self.limits.max_request_bytes as u64,
+            max_events_per_append: self.max_events_per_append() as u32,
+            max_events_page_size: self.max_events_page_size(),
+            max_search_window_seconds: self.max_search_window.as_secs(),
         }))
+    }
+
+    async fn append_events(
+        &self,
+        request: Request<v1::AppendEventsRequest>,
+    ) -> Result<Response<v1::AppendEventsResponse>, Status> {
+        let client = request
+            .extensions()
+            .get::<Caller>()
+            .and_then(|c| c.0.clone());
+        let peer = request.remote_addr();
+        let req = request.into_inner();
+        let events = req.events.len();
+        let submitted_by = client.as_deref().unwrap_or(ANONYMOUS_SUBMITTER);
+        let response = self
+            .within_deadline("AppendEvents", async {
+                self.append_event_batch(req, submitted_by)
+                    .await
+                    .map_err(Status::from)
+            })
+            .await
+            .inspect_err(|status| crate::metrics::append_call(code_name(status.code())))?;
+        crate::metrics::append_call("ok");
+        let tree_size = response.tree_head.as_ref().map_or(0, |h| h.tree_size);
+        match &client {
+            Some(name) => tracing::info!(
+                target: "merklog::access",
+                client = %name, peer = ?peer, method = "AppendEvents", events, tree_size,
+                "append granted"
+            ),
+            None => tracing::debug!(
+                target: "merklog::access",
+                client = "anonymous", peer = ?peer, method = "AppendEvents", events, tree_size,
+                "append granted"
+            ),
+        }
+        Ok(Response::new(response))
+    }
+
+    async fn search_events(
+        &self,
+        request: Request<v1::SearchEventsRequest>,
+    ) -> Result<Response<v1::SearchEventsResponse>, Status> {
+        let answer = self
+            .within_deadline("SearchEvents", async {
+                Ok(self.search_event_page(request.into_inner()).await?)
+            })
+            .await?;
+        Ok(Response::new(answer))
     }
 }

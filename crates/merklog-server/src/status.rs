@@ -77,6 +77,13 @@ pub enum ServiceError {
          bytes (--max-inflight-bytes); retry later"
     )]
     InflightFull { limit: usize },
+    /// A search ran past the database's time bound for one query: asking
+    /// again the same way will too.
+    #[error(
+        "the search took longer than the log allows one query ({detail}): narrow the time \
+         window, add filters or ask for a smaller page"
+    )]
+    SearchTooCostly { detail: String },
 }
 
 impl ServiceError {
@@ -135,6 +142,7 @@ impl From<StorageError> for ServiceError {
                 | StorageError::LeaseLost { .. }
                 | StorageError::OutOfOrder { .. }
                 | StorageError::TreeHeadRejected { .. }
+                | StorageError::QueryTimeout { .. }
         );
         if transient {
             tracing::warn!(target: "merklog::storage", error_id = %id, error = %e, "storage call failed");
@@ -145,6 +153,7 @@ impl From<StorageError> for ServiceError {
         match e {
             // Names a node of the tree, which any caller may know.
             StorageError::NodeMissing { .. } => ServiceError::DataLoss(e.to_string()),
+            StorageError::QueryTimeout { .. } => ServiceError::SearchTooCostly { detail: see_log },
             StorageError::Corrupt { .. } => ServiceError::DataLoss(format!(
                 "a stored value does not have the shape the schema promises; \
                  the operator should run `merklog verify-store` ({see_log})"
@@ -187,7 +196,8 @@ impl From<ServiceError> for Status {
             ServiceError::NotFound(_) => Code::NotFound,
             ServiceError::Overloaded { .. }
             | ServiceError::RequestTooLarge { .. }
-            | ServiceError::InflightFull { .. } => Code::ResourceExhausted,
+            | ServiceError::InflightFull { .. }
+            | ServiceError::SearchTooCostly { .. } => Code::ResourceExhausted,
             ServiceError::TooManyFields { .. } => Code::InvalidArgument,
             ServiceError::Unavailable(_) | ServiceError::NotLeader { .. } => Code::Unavailable,
             ServiceError::Internal(_) => Code::Internal,

@@ -9,9 +9,11 @@
 
 pub mod append;
 pub mod audit;
+pub mod emit;
 pub mod entries;
 pub mod monitor;
 pub mod prove;
+pub mod search;
 pub mod sth;
 pub mod verify;
 pub mod verify_store;
@@ -47,6 +49,13 @@ pub enum ClientCommand {
     /// Check a log's database directly: every leaf, stored node and signed
     /// head against one another and the public key.
     VerifyStore(verify_store::VerifyStoreArgs),
+    /// Append audit events (from flags, a JSON file or JSON Lines on
+    /// stdin) and print, for each, its index, event id and leaf hash, and
+    /// the verified tree head.
+    Emit(Box<emit::EmitArgs>),
+    /// Search audit events, newest first; every hit's inclusion proof and
+    /// match with the search are checked before it is printed.
+    Search(Box<search::SearchArgs>),
 }
 
 impl ClientCommand {
@@ -61,6 +70,8 @@ impl ClientCommand {
             ClientCommand::Monitor(a) => a.out.json,
             ClientCommand::Audit(a) => a.out.json,
             ClientCommand::VerifyStore(a) => a.out.json,
+            ClientCommand::Emit(a) => a.out.json,
+            ClientCommand::Search(a) => a.out.json,
         }
     }
 
@@ -90,6 +101,8 @@ impl ClientCommand {
                 ClientCommand::Monitor(a) => monitor::run(a, &mut stdout).await,
                 ClientCommand::Audit(a) => audit::run(a, &mut stdout).await,
                 ClientCommand::VerifyStore(a) => verify_store::run(a, &mut stdout).await,
+                ClientCommand::Emit(a) => emit::run(*a, &mut stdout).await,
+                ClientCommand::Search(a) => search::run(*a, &mut stdout).await,
             }
         });
         match result {
