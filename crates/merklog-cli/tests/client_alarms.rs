@@ -232,6 +232,13 @@ impl log_server::Log for FakeLog {
             max_request_bytes: 0,
         }))
     }
+
+    async fn list_tree_heads(
+        &self,
+        _: Request<v1::ListTreeHeadsRequest>,
+    ) -> Result<Response<v1::ListTreeHeadsResponse>, Status> {
+        Err(Status::unimplemented("the fake log lists no heads"))
+    }
 }
 
 fn signer() -> LogSigner {

@@ -113,4 +113,8 @@ impl LogStore for AnyStore {
     async fn leader_term(&self) -> Result<Option<LeaderTerm>> {
         delegate!(self, s => s.leader_term())
     }
+
+    async fn tree_head_before(&self, timestamp_ms: u64) -> Result<Option<SignedTreeHead>> {
+        delegate!(self, s => s.tree_head_before(timestamp_ms))
+    }
 }

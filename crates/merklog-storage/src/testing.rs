@@ -361,4 +361,7 @@ impl<S: LogStore, H: AppendHook> LogStore for HookedStore<S, H> {
     async fn leaves_with_nodes(&self, start: u64, end: u64) -> Result<Vec<LeafNodes>> {
         self.inner.leaves_with_nodes(start, end).await
     }
+    async fn tree_head_before(&self, timestamp_ms: u64) -> Result<Option<SignedTreeHead>> {
+        self.inner.tree_head_before(timestamp_ms).await
+    }
 }

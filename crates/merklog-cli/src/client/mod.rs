@@ -10,10 +10,12 @@
 pub mod append;
 pub mod audit;
 pub mod entries;
+pub mod export;
 pub mod monitor;
 pub mod prove;
 pub mod sth;
 pub mod verify;
+pub mod verify_export;
 pub mod verify_store;
 
 use std::io::Write;
@@ -47,6 +49,12 @@ pub enum ClientCommand {
     /// Check a log's database directly: every leaf, stored node and signed
     /// head against one another and the public key.
     VerifyStore(verify_store::VerifyStoreArgs),
+    /// Fetch every entry integrated in a time window, with a bundle that
+    /// proves none is missing.
+    Export(export::ExportArgs),
+    /// Check an export bundle (and its entries file) with a public key,
+    /// offline.
+    VerifyExport(verify_export::VerifyExportArgs),
 }
 
 impl ClientCommand {
@@ -61,6 +69,8 @@ impl ClientCommand {
             ClientCommand::Monitor(a) => a.out.json,
             ClientCommand::Audit(a) => a.out.json,
             ClientCommand::VerifyStore(a) => a.out.json,
+            ClientCommand::Export(a) => a.out.json,
+            ClientCommand::VerifyExport(a) => a.out.json,
         }
     }
 
@@ -90,6 +100,8 @@ impl ClientCommand {
                 ClientCommand::Monitor(a) => monitor::run(a, &mut stdout).await,
                 ClientCommand::Audit(a) => audit::run(a, &mut stdout).await,
                 ClientCommand::VerifyStore(a) => verify_store::run(a, &mut stdout).await,
+                ClientCommand::Export(a) => export::run(a, &mut stdout).await,
+                ClientCommand::VerifyExport(a) => verify_export::run(a, &mut stdout),
             }
         });
         match result {
