@@ -1,5 +1,5 @@
--- merklog: integration times that the signed heads bound (docs/STORAGE.md,
--- "Time order"; docs/FORMATS.md, "Export bundle").
+-- merklog: integration times that the signed heads bound (docs/FORMATS.md,
+-- "Export bundle").
 --
 -- For leaf i let P be the latest signed head with tree_size <= i (the head
 -- before its batch) and C the earliest with tree_size > i (the first that

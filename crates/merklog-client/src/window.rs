@@ -219,8 +219,9 @@ impl<'h> TimeOrder<'h> {
             }
         }
         self.previous = Some((index, integrated_ms));
-        let before = self.next.checked_sub(1).map(|i| &self.heads[i]);
-        let covering = self.heads.get(self.next);
+        let heads = self.heads;
+        let before = self.next.checked_sub(1).map(|i| &heads[i]);
+        let covering = heads.get(self.next);
         if let Some(p) = before {
             let late = covering.is_some_and(|c| integrated_ms > c.timestamp_ms);
             if integrated_ms < p.timestamp_ms || late {
