@@ -988,12 +988,12 @@ mod tests {
 
         // Swapped contents at their places: the roots say so.
         let mut b = good.clone();
-        let (x, y) = (b.entries[1].clone(), b.entries[2].clone());
-        b.entries[1] = BundleEntry {
+        let (x, y) = (b.entries[0].clone(), b.entries[1].clone());
+        b.entries[0] = BundleEntry {
             leaf_index: x.leaf_index,
             ..y.clone()
         };
-        b.entries[2] = BundleEntry {
+        b.entries[1] = BundleEntry {
             leaf_index: y.leaf_index,
             ..x
         };
