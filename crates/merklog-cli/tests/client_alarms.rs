@@ -247,6 +247,13 @@ impl log_server::Log for FakeLog {
     ) -> Result<Response<v1::SearchEventsResponse>, Status> {
         Err(Status::unimplemented("the fake log holds no events"))
     }
+
+    async fn list_tree_heads(
+        &self,
+        _: Request<v1::ListTreeHeadsRequest>,
+    ) -> Result<Response<v1::ListTreeHeadsResponse>, Status> {
+        Err(Status::unimplemented("the fake log lists no heads"))
+    }
 }
 
 fn signer() -> LogSigner {

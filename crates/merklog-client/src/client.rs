@@ -1109,6 +1109,94 @@ impl Client {
     }
 }
 
+/// Where a page of signed heads starts ([`Client::tree_heads_page`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeadsFrom {
+    /// At the first head the log signed.
+    First,
+    /// After the head of this (size, timestamp), in (size, timestamp) order.
+    After { tree_size: u64, timestamp_ms: u64 },
+    /// At the latest head dated strictly before this time (ms since the
+    /// Unix epoch); at the first head when none is.
+    LatestBefore(u64),
+}
+
+impl Client {
+    /// Fetches one page of the log's signed heads in (size, timestamp)
+    /// order, each checked as every served head is (signed by the pinned
+    /// key, not dated in the future), and checks that the page is in order
+    /// and starts where it was asked to. It does not check them against the
+    /// trusted head; the caller links the one it keeps.
+    ///
+    /// # Errors
+    /// [`ClientError::BadSignature`], [`ClientError::WrongLog`],
+    /// [`ClientError::FutureHead`]; [`ClientError::Unexpected`] for a page
+    /// out of order or before its start; transport and status errors.
+    pub async fn tree_heads_page(
+        &mut self,
+        from: HeadsFrom,
+        page_size: u32,
+    ) -> Result<Vec<VerifiedHead>> {
+        use v1::list_tree_heads_request::Start;
+        let start = match from {
+            HeadsFrom::First => None,
+            HeadsFrom::After {
+                tree_size,
+                timestamp_ms,
+            } => Some(Start::After(v1::TreeHeadPosition {
+                tree_size,
+                timestamp_ms,
+            })),
+            HeadsFrom::LatestBefore(ms) => Some(Start::LatestBeforeMs(ms)),
+        };
+        let reply = self
+            .rpc
+            .list_tree_heads(v1::ListTreeHeadsRequest { start, page_size })
+            .await?
+            .into_inner();
+        let heads = reply
+            .tree_heads
+            .iter()
+            .enumerate()
+            .map(|(i, wire)| self.verify_wire_head(wire, &format!("tree_heads[{i}]")))
+            .collect::<Result<Vec<_>>>()?;
+        let position = |h: &VerifiedHead| (h.tree_size(), h.timestamp_ms());
+        if let HeadsFrom::After {
+            tree_size,
+            timestamp_ms,
+        } = from
+        {
+            if let Some(first) = heads
+                .first()
+                .filter(|h| position(h) <= (tree_size, timestamp_ms))
+            {
+                return Err(ClientError::Unexpected {
+                    field: "tree_heads[0]".into(),
+                    expected: format!("a head after size {tree_size} at {timestamp_ms} ms"),
+                    got: format!("size {} at {} ms", first.tree_size(), first.timestamp_ms()),
+                });
+            }
+        }
+        if let Some(i) = heads
+            .windows(2)
+            .position(|w| position(&w[1]) <= position(&w[0]))
+        {
+            return Err(ClientError::Unexpected {
+                field: format!("tree_heads[{}]", i + 1),
+                expected: "heads in (size, timestamp) order".into(),
+                got: format!(
+                    "size {} at {} ms after size {} at {} ms",
+                    heads[i + 1].tree_size(),
+                    heads[i + 1].timestamp_ms(),
+                    heads[i].tree_size(),
+                    heads[i].timestamp_ms()
+                ),
+            });
+        }
+        Ok(heads)
+    }
+}
+
 /// Adds the bearer token, when there is one, to each request.
 #[derive(Clone)]
 struct BearerToken(Option<AsciiMetadataValue>);

@@ -187,6 +187,39 @@ pub enum ClientError {
         leaf_index: Option<u64>,
         reason: String,
     },
+    /// An entry a bundle or an entries file must hold is not there.
+    #[error("entry {index} missing from {what}")]
+    EntryMissing { index: u64, what: String },
+    /// An entry stands where another belongs (entries swapped or out of
+    /// order).
+    #[error("entry {found} is out of place in {what}: entry {expected} belongs there (entries swapped or reordered)")]
+    EntryOutOfPlace {
+        found: u64,
+        expected: u64,
+        what: String,
+    },
+    /// Entries that a signed head must cover come without it: the log (or
+    /// whoever made the bundle) withheld the head at `tree_size`.
+    #[error(
+        "head at size {tree_size} withheld: entries {first}..{tree_size} have no covering head"
+    )]
+    HeadWithheld { tree_size: u64, first: u64 },
+    /// An entry's integration time breaks the time rule against its heads
+    /// (`reason` names the bounds).
+    #[error("{reason}")]
+    EntryTime { index: u64, reason: String },
+    /// The entries of an export bundle do not hash to a head's root.
+    #[error("root mismatch: entries {first}..{tree_size} (on the bundle's left border) give root {computed}, but the signed head of size {tree_size} says {signed}: an entry in that range was changed, swapped, added or removed")]
+    WindowRoot {
+        first: u64,
+        tree_size: u64,
+        computed: Hash,
+        signed: Hash,
+    },
+    /// An export bundle of the wrong shape, or whose heads do not fix the
+    /// window's ends.
+    #[error("export bundle: {}", Escaped(.reason))]
+    Bundle { reason: String },
 }
 
 impl ClientError {
@@ -220,6 +253,12 @@ impl ClientError {
             | ClientError::BadEvent { .. }
             | ClientError::EventMismatch { .. }
             | ClientError::SearchMismatch { .. } => true,
+            ClientError::EntryMissing { .. }
+            | ClientError::EntryOutOfPlace { .. }
+            | ClientError::HeadWithheld { .. }
+            | ClientError::EntryTime { .. }
+            | ClientError::WindowRoot { .. }
+            | ClientError::Bundle { .. } => true,
         }
     }
 
@@ -253,6 +292,12 @@ impl ClientError {
             ClientError::BadEvent { .. } => "bad_event",
             ClientError::EventMismatch { .. } => "event_mismatch",
             ClientError::SearchMismatch { .. } => "bad_search_answer",
+            ClientError::EntryMissing { .. } => "entry_missing",
+            ClientError::EntryOutOfPlace { .. } => "entry_out_of_place",
+            ClientError::HeadWithheld { .. } => "head_withheld",
+            ClientError::EntryTime { .. } => "entry_time",
+            ClientError::WindowRoot { .. } => "window_root",
+            ClientError::Bundle { .. } => "bad_bundle",
         }
     }
 }

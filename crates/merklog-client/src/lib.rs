@@ -11,6 +11,8 @@
 //! - [`check`]: the checks themselves, pure, shared with the offline tools.
 //! - [`offline`]: checking saved documents with a public key and no server.
 //! - [`json`]: the documents of `docs/FORMATS.md`.
+//! - [`window`]: time windows proved complete (export bundles) and the time
+//!   rule that bounds each entry's integration time by signed heads.
 //! - [`private_file`]: writing a file only its owner may read, atomically
 //!   (the state file here; `merklog keygen`'s key file).
 //!
@@ -22,17 +24,20 @@ pub mod check;
 mod client;
 mod clock;
 mod error;
+mod export;
 pub mod json;
 pub mod offline;
 pub mod private_file;
 mod state;
+pub mod window;
 
 pub use check::{verify_head, VerifiedHead, DEFAULT_MAX_CLOCK_SKEW};
 pub use client::{
     AppendReceipt, AppendedEntry, AppendedEvent, Client, ClientOptions, ClientTls, EventHit,
-    EventReceipt, LogEntry, LogInfo, ProvenConsistency, ProvenInclusion, SearchPage, ServedEntry,
-    StateFileCheck,
+    EventReceipt, HeadsFrom, LogEntry, LogInfo, ProvenConsistency, ProvenInclusion, SearchPage,
+    ServedEntry, StateFileCheck,
 };
 pub use clock::{Clock, FixedClock, SystemClock};
 pub use error::{ClientError, Escaped, Result};
+pub use export::export_window;
 pub use state::TrustState;

@@ -38,6 +38,60 @@ impl CompactRange {
         Ok(CompactRange { size, hashes })
     }
 
+    /// Restores the compact range of the tree of `n` leaves from its last
+    /// leaf: `leaf_hash` is leaf `n - 1` and `proof` is its inclusion proof
+    /// `PATH(n - 1, D[n])` (RFC 9162 §2.1.3.1).
+    ///
+    /// Why this works: the last leaf is the right end of every subtree on
+    /// its path, so every sibling in its path is a *left* sibling (in the
+    /// verification of RFC 9162 §2.1.3.2 `fn == sn` at every step). With
+    /// `k` the number of trailing zero bits of `n`, the first `k` siblings
+    /// are inside the smallest complete subtree of the range (the one of
+    /// `2^k` leaves that ends at leaf `n - 1`), whose root is the leaf hash
+    /// folded with them; each later sibling is the root of one larger
+    /// complete subtree to its left, bottom up: exactly the other nodes of
+    /// the range, smallest first. The range's root is then the root the
+    /// proof leads to, so a caller that checks [`CompactRange::root`]
+    /// against a signed root has checked the proof.
+    ///
+    /// # Errors
+    /// [`Error::IndexOutOfRange`] when `n = 0` (the empty tree has no last
+    /// leaf: its range is [`CompactRange::new`]); [`Error::ProofTooShort`]
+    /// or [`Error::ProofTooLong`] when the proof does not have the length
+    /// `PATH(n - 1, D[n])` has.
+    pub fn from_last_leaf_proof(n: u64, leaf_hash: &Hash, proof: &[Hash]) -> Result<Self, Error> {
+        if n == 0 {
+            return Err(Error::IndexOutOfRange {
+                index: 0,
+                tree_size: 0,
+            });
+        }
+        let k = n.trailing_zeros() as usize;
+        let expected = k + n.count_ones() as usize - 1;
+        match proof.len().cmp(&expected) {
+            std::cmp::Ordering::Less => {
+                return Err(Error::ProofTooShort {
+                    expected,
+                    got: proof.len(),
+                })
+            }
+            std::cmp::Ordering::Greater => {
+                return Err(Error::ProofTooLong {
+                    expected,
+                    got: proof.len(),
+                })
+            }
+            std::cmp::Ordering::Equal => {}
+        }
+        let (inside, larger) = proof.split_at(k);
+        let smallest = inside
+            .iter()
+            .fold(*leaf_hash, |right, left| node_hash(left, &right));
+        let mut hashes: Vec<Hash> = larger.iter().rev().copied().collect();
+        hashes.push(smallest);
+        Self::from_parts(n, hashes)
+    }
+
     /// Returns the ids of the nodes that make up the compact range of a tree
     /// of `size` leaves, largest (leftmost) first.
     pub fn node_ids(size: u64) -> Vec<NodeId> {
@@ -140,6 +194,47 @@ mod tests {
         assert!(CompactRange::from_parts(7, vec![Hash::default(); 2]).is_err());
         let r = CompactRange::from_parts(0, vec![]).unwrap();
         assert_eq!(r.root(), crate::empty_root());
+    }
+
+    #[test]
+    fn the_last_leaf_proof_gives_the_range() {
+        use crate::{inclusion_proof, merkle_tree_hash, NodeId, NodeSource};
+        struct Leaves(Vec<Hash>);
+        impl NodeSource for Leaves {
+            type Error = ();
+            fn node_hashes(&self, ids: &[NodeId]) -> Result<Vec<Hash>, ()> {
+                Ok(ids
+                    .iter()
+                    .map(|id| {
+                        merkle_tree_hash(
+                            &self.0[id.first_leaf() as usize..=id.last_leaf() as usize],
+                        )
+                    })
+                    .collect())
+            }
+        }
+        let leaves = Leaves((0..70u8).map(|i| leaf_hash(&[i])).collect());
+        let mut range = CompactRange::new();
+        for n in 1..=70u64 {
+            range.append(leaves.0[n as usize - 1], |_, _| {});
+            let proof = inclusion_proof(&leaves, n - 1, n).unwrap();
+            let got =
+                CompactRange::from_last_leaf_proof(n, &leaves.0[n as usize - 1], &proof).unwrap();
+            assert_eq!(got, range, "size {n}");
+            let mut long = proof.clone();
+            long.push(Hash::default());
+            assert!(matches!(
+                CompactRange::from_last_leaf_proof(n, &leaves.0[0], &long),
+                Err(Error::ProofTooLong { .. })
+            ));
+            if let Some((_, short)) = proof.split_last() {
+                assert!(matches!(
+                    CompactRange::from_last_leaf_proof(n, &leaves.0[0], short),
+                    Err(Error::ProofTooShort { .. })
+                ));
+            }
+        }
+        assert!(CompactRange::from_last_leaf_proof(0, &Hash::default(), &[]).is_err());
     }
 
     #[test]

@@ -462,6 +462,30 @@ proptest! {
         let reference = Reference::from_leaf_hashes(leaves.clone());
         check_compact_range(&leaves, &reference)?;
     }
+
+    /// The left border of a tree, restored from its last leaf's inclusion
+    /// proof, is the compact range built leaf by leaf; a proof with one bit
+    /// flipped gives a range with another root.
+    #[test]
+    fn compact_range_from_the_last_leaf_proof(
+        n in tree_size(),
+        seed in any::<u64>(),
+        bit in 0..256usize,
+    ) {
+        let leaves = leaves(n, seed);
+        let store = MemStore::with_leaves(&leaves);
+        let last = leaves[n as usize - 1];
+        let proof = inclusion_proof(&store, n - 1, n).unwrap();
+        let range = CompactRange::from_last_leaf_proof(n, &last, &proof).unwrap();
+        prop_assert_eq!(&range, &store.range);
+        prop_assert_eq!(range.root(), Reference::from_leaf_hashes(leaves.clone()).mth(0, n));
+        for i in 0..proof.len() {
+            let mut bad = proof.clone();
+            bad[i] = flip(&bad[i], bit);
+            let forged = CompactRange::from_last_leaf_proof(n, &last, &bad).unwrap();
+            prop_assert_ne!(forged.root(), range.root());
+        }
+    }
 }
 
 /// Every inclusion and consistency proof of every tree up to 40 leaves, so

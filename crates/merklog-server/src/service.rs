@@ -615,6 +615,56 @@ impl<S: LogStore + Send + Sync + 'static> LogService<S> {
     }
 }
 
+impl<S: LogStore + Send + Sync + 'static> LogService<S> {
+    /// A page of signed heads in (size, timestamp) order, each checked with
+    /// the log's key so that a head slipped into the table is reported,
+    /// not served.
+    async fn tree_heads_page(
+        &self,
+        req: v1::ListTreeHeadsRequest,
+    ) -> Result<v1::ListTreeHeadsResponse, ServiceError> {
+        use v1::list_tree_heads_request::Start;
+        let max = self.limits.max_page_size.max(1);
+        let limit = match req.page_size as usize {
+            0 => max,
+            n => n.min(max),
+        };
+        let limit = u32::try_from(limit).unwrap_or(u32::MAX);
+        let mut heads = Vec::with_capacity(limit as usize);
+        let after = match req.start {
+            None => None,
+            Some(Start::After(p)) => Some(merklog_sth::TreeHead {
+                tree_size: p.tree_size,
+                timestamp_ms: p.timestamp_ms,
+                root_hash: Hash::default(),
+            }),
+            Some(Start::LatestBeforeMs(ms)) => match self.store.tree_head_before(ms).await? {
+                None => None,
+                Some(first) => {
+                    let position = first.head;
+                    heads.push(first);
+                    Some(position)
+                }
+            },
+        };
+        let rest = limit.saturating_sub(heads.len() as u32);
+        if rest > 0 {
+            heads.extend(self.store.tree_heads(after, rest).await?);
+        }
+        for h in &heads {
+            self.public_key.verify(h).map_err(|e| {
+                ServiceError::DataLoss(format!(
+                    "the stored head of size {} dated {} is not valid: {e}",
+                    h.head.tree_size, h.head.timestamp_ms
+                ))
+            })?;
+        }
+        Ok(v1::ListTreeHeadsResponse {
+            tree_heads: heads.iter().map(|h| self.wire_sth(h)).collect(),
+        })
+    }
+}
+
 /// A leaf a caller asked to prove.
 #[derive(Debug, Clone, Copy)]
 enum WantedLeaf {
@@ -827,6 +877,18 @@ impl<S: LogStore + Send + Sync + 'static> Log for LogService<S> {
         let answer = self
             .within_deadline("SearchEvents", async {
                 Ok(self.search_event_page(request.into_inner()).await?)
+            })
+            .await?;
+        Ok(Response::new(answer))
+    }
+
+    async fn list_tree_heads(
+        &self,
+        request: Request<v1::ListTreeHeadsRequest>,
+    ) -> Result<Response<v1::ListTreeHeadsResponse>, Status> {
+        let answer = self
+            .within_deadline("ListTreeHeads", async {
+                Ok(self.tree_heads_page(request.into_inner()).await?)
             })
             .await?;
         Ok(Response::new(answer))

@@ -122,4 +122,8 @@ impl LogStore for AnyStore {
     async fn search_events(&self, query: &EventQuery, tree_size: u64) -> Result<Vec<EventHit>> {
         delegate!(self, s => s.search_events(query, tree_size))
     }
+
+    async fn tree_head_before(&self, timestamp_ms: u64) -> Result<Option<SignedTreeHead>> {
+        delegate!(self, s => s.tree_head_before(timestamp_ms))
+    }
 }

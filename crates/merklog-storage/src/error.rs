@@ -8,6 +8,7 @@
 //! | `ML001` | SQLSTATE `ML001`                  | `merklog ML001:`      | UPDATE, DELETE or TRUNCATE on a log table |
 //! | `ML002` | SQLSTATE `ML002`                  | `merklog ML002:`      | a leaf not at the next index              |
 //! | `ML003` | SQLSTATE `ML003`                  | `merklog ML003:`      | a tree head that regresses or lies        |
+//! | `ML004` | SQLSTATE `ML004`                  | `merklog ML004:`      | a leaf or head out of time order          |
 
 use merklog_merkle::NodeId;
 
@@ -87,6 +88,13 @@ pub enum StorageError {
     /// The backend cannot do this (several instances need PostgreSQL).
     #[error("not supported by this store: {what}")]
     Unsupported { what: String },
+    /// A leaf or tree head would break the time order the signed heads
+    /// vouch for (`ML004`): a leaf integrated before the leaf or head before
+    /// it, a head dated before the latest head, outside the integration
+    /// times of the leaves around its size, or over leaves of several
+    /// integration times (migrations/postgres/20261203000010_time_order.sql).
+    #[error("time order violated: {message}")]
+    TimeOrder { message: String },
     /// Any other database error, kept whole for the logs.
     #[error("database error: {source}")]
     Database {
@@ -112,6 +120,7 @@ pub type Result<T, E = StorageError> = std::result::Result<T, E>;
 const APPEND_ONLY: &str = "ML001";
 const OUT_OF_ORDER: &str = "ML002";
 const TREE_HEAD: &str = "ML003";
+const TIME_ORDER: &str = "ML004";
 
 impl From<sqlx::Error> for StorageError {
     fn from(err: sqlx::Error) -> Self {
@@ -162,6 +171,7 @@ fn from_database(db: Box<dyn sqlx::error::DatabaseError>) -> StorageError {
         Some(APPEND_ONLY) => return StorageError::AppendOnly { message },
         Some(OUT_OF_ORDER) => return StorageError::OutOfOrder { message },
         Some(TREE_HEAD) => return StorageError::TreeHeadRejected { message },
+        Some(TIME_ORDER) => return StorageError::TimeOrder { message },
         _ => {}
     }
 

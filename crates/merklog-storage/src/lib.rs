@@ -230,6 +230,36 @@ pub trait LogStore: Send + Sync {
         query: &EventQuery,
         tree_size: u64,
     ) -> impl Future<Output = Result<Vec<EventHit>>> + Send;
+    /// Returns the latest signed head dated strictly before `timestamp_ms`,
+    /// in (tree size, timestamp) order; `None` when every head is dated at
+    /// or after it. The start of a time window: with the time order the
+    /// triggers keep (heads' timestamps do not decrease as the tree grows),
+    /// every leaf below its size was integrated at or before its timestamp.
+    ///
+    /// The backends answer with one indexed look-up; this default pages
+    /// through [`LogStore::tree_heads`], for stores that keep few heads.
+    fn tree_head_before(
+        &self,
+        timestamp_ms: u64,
+    ) -> impl Future<Output = Result<Option<SignedTreeHead>>> + Send {
+        async move {
+            let mut found = None;
+            let mut after = None;
+            loop {
+                let page = self.tree_heads(after, 1000).await?;
+                let Some(last) = page.last() else {
+                    return Ok(found);
+                };
+                after = Some(last.head);
+                for h in page {
+                    if h.head.timestamp_ms >= timestamp_ms {
+                        return Ok(found);
+                    }
+                    found = Some(h);
+                }
+            }
+        }
+    }
 }
 
 fn unsupported_leadership() -> StorageError {

@@ -407,6 +407,21 @@ impl LogStore for SqliteStore {
     }
 
     #[instrument(skip(self))]
+    async fn tree_head_before(&self, timestamp_ms: u64) -> Result<Option<SignedTreeHead>> {
+        // By the index on (timestamp_ms, tree_size), whose order is the
+        // (tree_size, timestamp_ms) order once times do not go back
+        // (migration 20261203000010).
+        let row = sqlx::query(
+            "SELECT tree_size, timestamp_ms, root_hash, signature FROM tree_heads \
+             WHERE timestamp_ms < ? ORDER BY timestamp_ms DESC, tree_size DESC LIMIT 1",
+        )
+        .bind(timestamp_ms.min(MAX_STORED) as i64)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(head_from_row).transpose()
+    }
+
+    #[instrument(skip(self))]
     async fn leaves_with_nodes(&self, start: u64, end: u64) -> Result<Vec<LeafNodes>> {
         let (start, end) = clamp_range(start, end);
         let rows: Vec<(i64, Vec<u8>, Vec<u8>)> = sqlx::query_as(

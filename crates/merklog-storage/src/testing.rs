@@ -478,4 +478,8 @@ impl<S: LogStore, H: AppendHook> LogStore for HookedStore<S, H> {
     ) -> Result<Vec<EventHit>> {
         self.inner.search_events(query, tree_size).await
     }
+
+    async fn tree_head_before(&self, timestamp_ms: u64) -> Result<Option<SignedTreeHead>> {
+        self.inner.tree_head_before(timestamp_ms).await
+    }
 }

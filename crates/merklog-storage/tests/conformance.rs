@@ -67,6 +67,9 @@ backend_suite!(
     every_filter_matches_the_reference,
     pages_neither_repeat_nor_skip,
     pages_while_batches_land,
+    time_order_through_the_api,
+    time_order_in_sql,
+    heads_by_time,
 );
 
 // ---------------------------------------------------------------- helpers
@@ -95,18 +98,26 @@ async fn raw(store: &AnyStore, sql: &str) -> Result<(), sqlx::Error> {
 
 /// Inserts one leaf row directly in SQL, with a `nodes` column of the right
 /// length so that only the triggers can object.
+/// It is integrated after every head [`TestLog`] dates, so that only the
+/// order triggers can object ([`raw_leaf_at`] chooses the time).
 async fn raw_leaf(store: &AnyStore, idx: i64, tag: &str) -> Result<(), sqlx::Error> {
+    raw_leaf_at(store, idx, tag, 1_800_000_000_000).await
+}
+
+/// Inserts one leaf row directly in SQL, integrated at `ms`.
+async fn raw_leaf_at(store: &AnyStore, idx: i64, tag: &str, ms: i64) -> Result<(), sqlx::Error> {
     let hash = merklog_merkle::leaf_hash(tag.as_bytes());
     let nodes = vec![0u8; 32 * (idx as u64).trailing_ones() as usize];
-    let sql_pg = "INSERT INTO leaves (idx, leaf_hash, entry, integrated_ms, nodes) VALUES ($1, $2, $3, 0, $4)";
+    let sql_pg = "INSERT INTO leaves (idx, leaf_hash, entry, integrated_ms, nodes) VALUES ($1, $2, $3, $5, $4)";
     let sql_lite =
-        "INSERT INTO leaves (idx, leaf_hash, entry, integrated_ms, nodes) VALUES (?, ?, ?, 0, ?)";
+        "INSERT INTO leaves (idx, leaf_hash, entry, integrated_ms, nodes) VALUES (?1, ?2, ?3, ?5, ?4)";
     match store {
         AnyStore::Postgres(s) => sqlx::query(sql_pg)
             .bind(idx)
             .bind(hash.as_bytes().as_slice())
             .bind(tag.as_bytes())
             .bind(nodes)
+            .bind(ms)
             .execute(s.pool())
             .await
             .map(|_| ()),
@@ -115,6 +126,7 @@ async fn raw_leaf(store: &AnyStore, idx: i64, tag: &str) -> Result<(), sqlx::Err
             .bind(hash.as_bytes().as_slice())
             .bind(tag.as_bytes())
             .bind(nodes)
+            .bind(ms)
             .execute(s.pool())
             .await
             .map(|_| ()),
@@ -1402,4 +1414,169 @@ async fn pages_while_batches_land(store: &AnyStore) {
             assert!(got.contains(index), "{time_field:?}: {index} skipped");
         }
     }
+}
+
+// ------------------------------------------------------------ time order
+
+/// A batch of `entries` whose leaves are integrated at `integrated_ms` and
+/// whose head is dated `timestamp_ms`.
+fn timed_batch(log: &mut TestLog, n: u64, integrated_ms: u64, timestamp_ms: u64) -> Batch {
+    let first = log.range.size();
+    let entries = (first..first + n).map(|i| TestLog::entry(i, 40)).collect();
+    let signer = log.signer.clone();
+    Batch::grow(
+        &mut log.range,
+        entries,
+        integrated_ms,
+        timestamp_ms,
+        |head| signer.sign(head),
+    )
+}
+
+async fn time_order_through_the_api(store: &AnyStore) {
+    let mut log = TestLog::new();
+    let t = log.clock_ms;
+    store
+        .append_batch(&timed_batch(&mut log, 3, t + 10, t + 10))
+        .await
+        .unwrap();
+    // Leaves integrated after the head that covers them: the head would
+    // date them too early.
+    let mut ahead = TestLog::new();
+    ahead.range = log.range.clone();
+    let err = store
+        .append_batch(&timed_batch(&mut ahead, 2, t + 30, t + 20))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StorageError::TimeOrder { .. }), "{err}");
+    assert!(err.to_string().contains("time order violated"), "{err}");
+    // Leaves integrated before the latest head.
+    let mut early = TestLog::new();
+    early.range = log.range.clone();
+    let err = store
+        .append_batch(&timed_batch(&mut early, 2, t + 5, t + 20))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StorageError::TimeOrder { .. }), "{err}");
+    // A head dated before the latest, over leaves integrated in time.
+    let mut back = TestLog::new();
+    back.range = log.range.clone();
+    let err = store
+        .append_batch(&timed_batch(&mut back, 2, t + 5, t + 5))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StorageError::TimeOrder { .. }), "{err}");
+    // Nothing of the refused batches is stored; an honest one is.
+    assert_eq!(leaf_count(store).await, 3);
+    store
+        .append_batch(&timed_batch(&mut log, 2, t + 10, t + 12))
+        .await
+        .unwrap();
+    store
+        .append_batch(&timed_batch(&mut log, 1, t + 12, t + 12))
+        .await
+        .unwrap();
+    assert_eq!(leaf_count(store).await, 6);
+}
+
+async fn time_order_in_sql(store: &AnyStore) {
+    let mut log = TestLog::new();
+    grow(store, &mut log, &[4]).await;
+    let t = log.clock_ms as i64;
+    let root4 = log.range.root();
+    // The same tree signed again later: the latest head is dated t + 10.
+    raw_head(store, 4, t + 10, root4).await.unwrap();
+    // A leaf integrated before the latest head.
+    let err = rejected(
+        store,
+        raw_leaf_at(store, 4, "early", t + 5).await,
+        "ML004",
+        "dated later",
+    );
+    assert!(matches!(err, StorageError::TimeOrder { .. }), "{err}");
+    raw_leaf_at(store, 4, "four", t + 20).await.unwrap();
+    // A leaf integrated before the leaf before it.
+    rejected(
+        store,
+        raw_leaf_at(store, 5, "back", t + 15).await,
+        "ML004",
+        "must not go back",
+    );
+    // A head dated before the latest head.
+    rejected(
+        store,
+        raw_head(store, 4, t + 9, root4).await,
+        "ML004",
+        "must not go back in time",
+    );
+    // A head dated before the last leaf it covers.
+    rejected(
+        store,
+        raw_head(store, 5, t + 15, Hash([5; 32])).await,
+        "ML004",
+        "integrated later",
+    );
+    // A head dated after the first leaf it does not cover.
+    rejected(
+        store,
+        raw_head(store, 4, t + 25, root4).await,
+        "ML004",
+        "integrated earlier",
+    );
+    // A head over leaves of two integration times.
+    raw_leaf_at(store, 5, "five", t + 30).await.unwrap();
+    rejected(
+        store,
+        raw_head(store, 6, t + 30, Hash([6; 32])).await,
+        "ML004",
+        "different times",
+    );
+    // One head per integration time is accepted.
+    raw_head(store, 5, t + 20, Hash([5; 32])).await.unwrap();
+    raw_head(store, 6, t + 30, Hash([6; 32])).await.unwrap();
+    assert_eq!(store.tree_heads(None, 10).await.unwrap().len(), 4);
+}
+
+async fn heads_by_time(store: &AnyStore) {
+    let mut log = TestLog::new();
+    let t = log.clock_ms;
+    assert!(store.tree_head_before(u64::MAX).await.unwrap().is_none());
+    grow(store, &mut log, &[2, 2, 2]).await;
+    // Republished later at the same size.
+    let root6 = log.range.root();
+    raw_head(store, 6, (t + 10) as i64, root6).await.unwrap();
+    let before = |ms: u64| async move {
+        store
+            .tree_head_before(ms)
+            .await
+            .unwrap()
+            .map(|h| (h.head.tree_size, h.head.timestamp_ms))
+    };
+    assert_eq!(before(t + 1).await, None);
+    assert_eq!(before(t + 2).await, Some((2, t + 1)));
+    assert_eq!(before(t + 3).await, Some((4, t + 2)));
+    assert_eq!(before(t + 10).await, Some((6, t + 3)));
+    assert_eq!(before(t + 11).await, Some((6, t + 10)));
+    assert_eq!(before(u64::MAX).await, Some((6, t + 10)));
+    // A scan in (size, timestamp) order agrees with the indexed look-up.
+    for ms in [t, t + 1, t + 2, t + 3, t + 4, t + 10, t + 11] {
+        let paged = scan_tree_head_before(store, ms).await;
+        assert_eq!(
+            paged.map(|h| h.head),
+            store.tree_head_before(ms).await.unwrap().map(|h| h.head),
+            "at {ms}"
+        );
+    }
+}
+
+/// The latest head dated before `ms`, by reading every head in order.
+async fn scan_tree_head_before(store: &AnyStore, ms: u64) -> Option<SignedTreeHead> {
+    let mut found = None;
+    for h in store.tree_heads(None, 1000).await.unwrap() {
+        if h.head.timestamp_ms >= ms {
+            break;
+        }
+        found = Some(h);
+    }
+    found
 }

@@ -6,7 +6,8 @@ use std::fmt;
 use std::io::Write;
 
 use merklog_client::json::{hex_hash, TreeHeadJson};
-use merklog_client::{Client, ClientError, ProvenInclusion};
+use merklog_client::window::TimeOrder;
+use merklog_client::{Client, ClientError, HeadsFrom, ProvenInclusion};
 use merklog_merkle::{leaf_hash, merkle_tree_hash, CompactRange, Hash};
 use serde::Serialize;
 
@@ -89,6 +90,9 @@ pub enum AuditProblem {
     /// The log could not answer for data it signed (e.g. `DATA_LOSS`: a
     /// node of a proof is gone from its store).
     LogError { during: String, error: String },
+    /// An entry's integrated_ms breaks the time rule against the log's
+    /// signed heads (docs/FORMATS.md, "Export bundle").
+    IntegratedTime { leaf_index: u64, detail: String },
 }
 
 impl fmt::Display for AuditProblem {
@@ -149,6 +153,9 @@ impl fmt::Display for AuditProblem {
             AuditProblem::LogError { during, error } => {
                 write!(f, "the log failed to answer for {during}: {error}")
             }
+            AuditProblem::IntegratedTime { leaf_index, detail } => {
+                write!(f, "entry {leaf_index}: {detail}")
+            }
         }
     }
 }
@@ -198,6 +205,24 @@ pub async fn audit(
     let mut range = CompactRange::new();
     let mut boundaries: Vec<(u64, Hash)> = Vec::new();
     let mut last_ms = None;
+    // Every signed head, for the time rule; none from a log that cannot
+    // list them.
+    let heads = match all_heads(client).await {
+        Ok(heads) => heads,
+        Err(ClientError::Status {
+            code: tonic::Code::Unimplemented,
+            ..
+        }) => Vec::new(),
+        Err(e) if is_refusal(&e) || e.is_verification_failure() => {
+            problems.push(AuditProblem::LogError {
+                during: "its list of signed heads".into(),
+                error: e.to_string(),
+            });
+            Vec::new()
+        }
+        Err(e) => return Err(e),
+    };
+    let mut times = (!heads.is_empty()).then(|| TimeOrder::new(&heads));
     while range.size() < n {
         let page = match client.served_entries_page(range.size(), n).await {
             Ok(page) => page,
@@ -224,6 +249,9 @@ pub async fn audit(
                 boundaries.push((e.index, range.root()));
             }
             last_ms = Some(e.integrated_ms);
+            if let Some(t) = times.as_mut() {
+                t.leaf(e.index, e.integrated_ms);
+            }
             let computed = leaf_hash(&e.data);
             if computed != e.claimed_leaf_hash {
                 problems.push(AuditProblem::BadEntry {
@@ -236,6 +264,16 @@ pub async fn audit(
             leaves.push(computed);
         }
         progress.update(range.size(), n, "entries");
+    }
+    if let Some(t) = times {
+        problems.extend(
+            t.finish()
+                .into_iter()
+                .map(|v| AuditProblem::IntegratedTime {
+                    leaf_index: v.index(),
+                    detail: v.to_string(),
+                }),
+        );
     }
     let complete = range.size() == n;
     if complete && range.root() != head.root_hash() {
@@ -387,6 +425,27 @@ impl ProofFindings<'_> {
 /// Returns true for an error status that is not transient: the log will
 /// not answer for data it signed. Overload and outages stay errors (the
 /// audit could not be made), not findings.
+/// Fetches every signed head the log lists, in (size, timestamp) order,
+/// each signature checked.
+async fn all_heads(client: &mut Client) -> Result<Vec<merklog_sth::TreeHead>, ClientError> {
+    let page = u32::try_from(client.page_size().await?).unwrap_or(u32::MAX);
+    let mut heads: Vec<merklog_sth::TreeHead> = Vec::new();
+    loop {
+        let from = match heads.last() {
+            None => HeadsFrom::First,
+            Some(h) => HeadsFrom::After {
+                tree_size: h.tree_size,
+                timestamp_ms: h.timestamp_ms,
+            },
+        };
+        let more = client.tree_heads_page(from, page).await?;
+        if more.is_empty() {
+            return Ok(heads);
+        }
+        heads.extend(more.iter().map(|h| h.sth().head));
+    }
+}
+
 pub(super) fn is_refusal(e: &ClientError) -> bool {
     use tonic::Code;
     matches!(e, ClientError::Status { code, .. } if !matches!(

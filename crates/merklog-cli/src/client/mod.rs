@@ -11,11 +11,13 @@ pub mod append;
 pub mod audit;
 pub mod emit;
 pub mod entries;
+pub mod export;
 pub mod monitor;
 pub mod prove;
 pub mod search;
 pub mod sth;
 pub mod verify;
+pub mod verify_export;
 pub mod verify_store;
 
 use std::io::Write;
@@ -56,6 +58,12 @@ pub enum ClientCommand {
     /// Search audit events, newest first; every hit's inclusion proof and
     /// match with the search are checked before it is printed.
     Search(Box<search::SearchArgs>),
+    /// Fetch every entry integrated in a time window, with a bundle that
+    /// proves none is missing.
+    Export(export::ExportArgs),
+    /// Check an export bundle (and its entries file) with a public key,
+    /// offline.
+    VerifyExport(verify_export::VerifyExportArgs),
 }
 
 impl ClientCommand {
@@ -72,6 +80,8 @@ impl ClientCommand {
             ClientCommand::VerifyStore(a) => a.out.json,
             ClientCommand::Emit(a) => a.out.json,
             ClientCommand::Search(a) => a.out.json,
+            ClientCommand::Export(a) => a.out.json,
+            ClientCommand::VerifyExport(a) => a.out.json,
         }
     }
 
@@ -103,6 +113,8 @@ impl ClientCommand {
                 ClientCommand::VerifyStore(a) => verify_store::run(a, &mut stdout).await,
                 ClientCommand::Emit(a) => emit::run(*a, &mut stdout).await,
                 ClientCommand::Search(a) => search::run(*a, &mut stdout).await,
+                ClientCommand::Export(a) => export::run(a, &mut stdout).await,
+                ClientCommand::VerifyExport(a) => verify_export::run(a, &mut stdout),
             }
         });
         match result {

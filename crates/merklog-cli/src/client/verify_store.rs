@@ -1,6 +1,7 @@
 //! `merklog verify-store`: the tamper detector. Reads the log's database
 //! directly (a read-only role suffices) and checks every leaf, stored node
-//! and signed head against one another and against the log's public key.
+//! and signed head against one another and against the log's public key,
+//! and every leaf's integration time against the signed heads around it.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -9,6 +10,7 @@ use std::path::PathBuf;
 
 use merklog_client::json::{hex_hash, TreeHeadJson};
 use merklog_client::offline::parse;
+use merklog_client::window::TimeOrder;
 use merklog_client::TrustState;
 use merklog_merkle::{empty_root, leaf_hash, CompactRange, Hash};
 use merklog_sth::{PublicKey, SignedTreeHead, TreeHead};
@@ -97,6 +99,10 @@ pub enum StoreProblem {
     LeafCount { leaves: u64, latest_head_size: u64 },
     /// Leaves are stored but no head.
     NoHead { leaves: u64 },
+    /// A leaf's `integrated_ms` (or a head's timestamp) breaks the time rule
+    /// against the signed heads (docs/FORMATS.md, "Export bundle"): the
+    /// time was changed behind the log's back.
+    IntegratedTime { idx: u64, detail: String },
     /// The store no longer holds the tree of a head published earlier.
     TrustedHead {
         tree_size: u64,
@@ -171,6 +177,9 @@ impl fmt::Display for StoreProblem {
             ),
             StoreProblem::NoHead { leaves } => {
                 write!(f, "the store holds {leaves} leaves but no tree head")
+            }
+            StoreProblem::IntegratedTime { idx, detail } => {
+                write!(f, "leaves row idx={idx}: {detail}")
             }
             StoreProblem::TrustedHead {
                 tree_size,
@@ -301,6 +310,9 @@ pub async fn verify_store<S: LogStore>(
         }
     }
 
+    // Each leaf's integrated_ms against the heads around it.
+    let plain_heads: Vec<TreeHead> = heads.iter().map(|h| h.head).collect();
+    let mut times = TimeOrder::new(&plain_heads);
     let mut range = CompactRange::new();
     let mut nodes_checked = 0u64;
     let mut tiles_checked = 0u64;
@@ -366,8 +378,10 @@ pub async fn verify_store<S: LogStore>(
             break;
         }
         let entries = store.entries(start, end).await?;
-        let entries: BTreeMap<u64, Vec<u8>> =
-            entries.into_iter().map(|e| (e.index, e.entry)).collect();
+        let entries: BTreeMap<u64, (Vec<u8>, u64)> = entries
+            .into_iter()
+            .map(|e| (e.index, (e.entry, e.integrated_ms)))
+            .collect();
         for row in rows {
             if row.index != range.size() {
                 problems.push(StoreProblem::MissingLeaf {
@@ -378,7 +392,8 @@ pub async fn verify_store<S: LogStore>(
                 broken = true;
                 break;
             }
-            if let Some(entry) = entries.get(&row.index) {
+            if let Some((entry, integrated_ms)) = entries.get(&row.index) {
+                times.leaf(row.index, *integrated_ms);
                 let computed = leaf_hash(entry);
                 if computed != row.leaf_hash {
                     problems.push(StoreProblem::LeafHash {
@@ -423,6 +438,15 @@ pub async fn verify_store<S: LogStore>(
         start = range.size();
         progress.update(range.size().min(leaves), leaves, "leaves");
     }
+    problems.extend(
+        times
+            .finish()
+            .into_iter()
+            .map(|v| StoreProblem::IntegratedTime {
+                idx: v.index(),
+                detail: v.to_string(),
+            }),
+    );
     // Tiles of blocks the stored leaves do not complete.
     let complete = range.size() / TILE_LEAVES;
     for (tile, _) in store
