@@ -688,117 +688,37 @@ pub fn check_entries_file(window: &VerifiedWindow, text: &str) -> Result<()> {
 
 /// Formats ms since the Unix epoch as RFC 3339 UTC with milliseconds.
 pub fn rfc3339(ms: u64) -> String {
-    let secs = ms / 1000;
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    let (y, m, d) = civil_from_days(days as i64);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60,
-        ms % 1000
-    )
+    let nanos = i64::try_from(ms)
+        .ok()
+        .and_then(|ms| ms.checked_mul(1_000_000))
+        .unwrap_or(i64::MAX);
+    merklog_event::format_rfc3339(nanos, 3)
 }
 
 /// Reads a time given as ms since the Unix epoch (digits only) or as RFC
-/// 3339 (`2026-12-03T14:00:00Z`, `2026-12-03T15:00:00.250+01:00`).
+/// 3339 (`2026-12-03T14:00:00Z`, `2026-12-03T15:00:00.250+01:00`), as ms
+/// since the epoch (sub-millisecond digits are dropped).
 ///
 /// # Errors
 /// [`ClientError::Input`] naming `what` when it is neither, or before 1970.
 pub fn parse_time(text: &str, what: &str) -> Result<u64> {
     let text = text.trim();
-    let fail = |reason: &str| ClientError::Input {
+    let fail = |reason: String| ClientError::Input {
         what: what.to_owned(),
         reason: format!(
             "{text:?}: {reason}; give RFC 3339 (2026-12-03T14:00:00Z) or ms since the Unix epoch"
         ),
     };
     if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
-        return text.parse().map_err(|_| fail("too large"));
+        return text.parse().map_err(|_| fail("too large".into()));
     }
-    let b = text.as_bytes();
-    let num = |from: usize, len: usize| -> Option<i64> {
-        let s = text.get(from..from + len)?;
-        s.bytes()
-            .all(|c| c.is_ascii_digit())
-            .then(|| s.parse().ok())
-            .flatten()
-    };
-    let shape = b.len() >= 20
-        && b[4] == b'-'
-        && b[7] == b'-'
-        && matches!(b[10], b'T' | b't' | b' ')
-        && b[13] == b':'
-        && b[16] == b':';
-    let parts = (
-        num(0, 4),
-        num(5, 2),
-        num(8, 2),
-        num(11, 2),
-        num(14, 2),
-        num(17, 2),
-    );
-    let (Some(y), Some(mo), Some(d), Some(h), Some(mi), Some(s)) = parts else {
-        return Err(fail("not a time"));
-    };
-    if !shape || !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || s > 60 {
-        return Err(fail("not a time"));
+    let nanos = merklog_event::OccurredAt::parse(text)
+        .map_err(|e| fail(e.to_string()))?
+        .unix_nanos();
+    if nanos < 0 {
+        return Err(fail("before 1970".into()));
     }
-    let mut at = 19;
-    let mut millis = 0i64;
-    if b.get(at) == Some(&b'.') {
-        let digits = b[at + 1..]
-            .iter()
-            .take_while(|c| c.is_ascii_digit())
-            .count();
-        if digits == 0 {
-            return Err(fail("no digits after the decimal point"));
-        }
-        let frac = &text[at + 1..at + 1 + digits];
-        millis = format!("{:0<3}", &frac[..digits.min(3)])
-            .parse()
-            .map_err(|_| fail("bad fraction"))?;
-        at += 1 + digits;
-    }
-    let offset_min = match &text[at..] {
-        "Z" | "z" => 0,
-        rest if rest.len() == 6 && matches!(rest.as_bytes()[0], b'+' | b'-') => {
-            let (Some(oh), Some(om)) = (num(at + 1, 2), num(at + 4, 2)) else {
-                return Err(fail("bad offset"));
-            };
-            let sign = if rest.starts_with('-') { -1 } else { 1 };
-            sign * (oh * 60 + om)
-        }
-        _ => return Err(fail("needs a Z or an offset such as +01:00")),
-    };
-    let days = days_from_civil(y, mo, d);
-    let secs = days * 86_400 + h * 3600 + mi * 60 + s - offset_min * 60;
-    let ms = secs * 1000 + millis;
-    u64::try_from(ms).map_err(|_| fail("before 1970"))
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's
-/// `days_from_civil`).
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-/// The date of a day since 1970-01-01 (H. Hinnant's `civil_from_days`).
-fn civil_from_days(z: i64) -> (i64, i64, i64) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
+    Ok((nanos / 1_000_000) as u64)
 }
 
 /// Says a duration in the largest unit that fits: `3 h 5 min`, `12 s`.

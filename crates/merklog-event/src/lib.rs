@@ -49,7 +49,7 @@ pub use model::{
     Actor, ActorInput, Event, EventInput, Origin, OriginInput, Outcome, Resource, ResourceInput,
 };
 pub use query::{ActionMatch, Cursor, EventQuery, TimeField};
-pub use time::OccurredAt;
+pub use time::{format_rfc3339, OccurredAt};
 pub use uuid::uuid_v7;
 
 /// The bytes every event leaf starts with; the opaque append refuses

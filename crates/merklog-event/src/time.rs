@@ -258,3 +258,76 @@ mod tests {
         assert!(problem("9999-12-31T23:59:59Z").contains("outside the range"));
     }
 }
+
+/// Formats `unix_nanos` as RFC 3339 in UTC (`Z`) with `fraction_digits`
+/// (0–9) digits of the second, truncated: the one formatter that the
+/// proto conversions, the client and the CLI print times with.
+pub fn format_rfc3339(unix_nanos: i64, fraction_digits: u32) -> String {
+    let secs = unix_nanos.div_euclid(1_000_000_000);
+    let nanos = unix_nanos.rem_euclid(1_000_000_000);
+    let (year, month, day) = civil_from_days(secs.div_euclid(86_400));
+    let rem = secs.rem_euclid(86_400);
+    let mut text = format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    );
+    let digits = fraction_digits.min(9);
+    if digits > 0 {
+        let fraction = nanos / 10_i64.pow(9 - digits);
+        text.push_str(&format!(".{fraction:0width$}", width = digits as usize));
+    }
+    text.push('Z');
+    text
+}
+
+/// The proleptic Gregorian date of a day count since 1970-01-01 (the
+/// inverse of `days_from_civil`, after H. Hinnant's `civil_from_days`).
+fn civil_from_days(z: i64) -> (i64, i64, i64) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    (yoe + era * 400 + i64::from(month <= 2), month, day)
+}
+
+#[cfg(test)]
+mod format_tests {
+    use super::*;
+
+    #[test]
+    fn formatting_reads_back_to_the_same_instant() {
+        assert_eq!(format_rfc3339(0, 9), "1970-01-01T00:00:00.000000000Z");
+        assert_eq!(format_rfc3339(-1, 9), "1969-12-31T23:59:59.999999999Z");
+        assert_eq!(
+            format_rfc3339(1_764_770_400_250_000_000, 3),
+            "2025-12-03T14:00:00.250Z"
+        );
+        assert_eq!(
+            format_rfc3339(951_782_400 * 1_000_000_000, 0),
+            "2000-02-29T00:00:00Z"
+        );
+        for nanos in [
+            0,
+            -1,
+            1,
+            951_782_400_000_000_000,
+            1_780_000_000_123_456_789,
+            -5_000_000_000_000_000_000,
+            i64::MAX,
+            i64::MIN,
+        ] {
+            let text = format_rfc3339(nanos, 9);
+            assert_eq!(
+                OccurredAt::parse(&text).unwrap().unix_nanos(),
+                nanos,
+                "{text}"
+            );
+        }
+    }
+}

@@ -5,7 +5,7 @@ use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use merklog_client::export_window;
-use merklog_client::window::{parse_time, VerifiedWindow};
+use merklog_client::window::VerifiedWindow;
 
 use super::{print_json, CommandError, CommandResult, LogArgs, OutputArgs};
 
@@ -14,11 +14,11 @@ use super::{print_json, CommandError, CommandResult, LogArgs, OutputArgs};
 pub struct ExportArgs {
     #[command(flatten)]
     pub log: LogArgs,
-    /// The window's start, inclusive: RFC 3339 (2026-12-03T14:00:00Z) or ms
-    /// since the Unix epoch.
+    /// The window's start, inclusive: RFC 3339 (2026-12-03T14:00:00Z), ms
+    /// since the Unix epoch, `now`, or a time before now (-30m, -1h, -7d).
     #[arg(long, value_name = "TIME")]
     pub since: String,
-    /// The window's end, exclusive: RFC 3339 or ms since the Unix epoch.
+    /// The window's end, exclusive, in the forms --since takes.
     #[arg(long, value_name = "TIME")]
     pub until: String,
     /// Where to write the window's entries, one JSON document per line.
@@ -38,8 +38,9 @@ pub struct ExportArgs {
 /// A usage error for bad times or unwritable files (exit code 2); the
 /// client's errors for what does not verify (exit code 1).
 pub async fn run(args: ExportArgs, out: &mut dyn Write) -> CommandResult {
-    let since = parse_time(&args.since, "--since")?;
-    let until = parse_time(&args.until, "--until")?;
+    let now = super::emit::now_nanos();
+    let since = window_time(&args.since, "--since", now)?;
+    let until = window_time(&args.until, "--until", now)?;
     let mut client = args.log.connect().await?;
     let (bundle, window) = export_window(&mut client, since, until).await?;
     write_with(&args.entries, |w| {
@@ -54,6 +55,17 @@ pub async fn run(args: ExportArgs, out: &mut dyn Write) -> CommandResult {
         w.write_all(b"\n")
     })?;
     report(out, &window, args.out.json)
+}
+
+/// Reads a window end as `search` does (RFC 3339, `now`, `-1h`, …) or as
+/// ms since the Unix epoch, in ms.
+fn window_time(text: &str, flag: &str, now_nanos: i64) -> CommandResult<u64> {
+    if let Ok(window_ms) = merklog_client::window::parse_time(text, flag) {
+        return Ok(window_ms);
+    }
+    let nanos = super::emit::parse_time(text, flag, now_nanos)?;
+    u64::try_from(nanos.div_euclid(1_000_000))
+        .map_err(|_| CommandError::Usage(format!("{flag} {text:?}: before 1970")))
 }
 
 /// Prints what a verified window proves, plainly: complete or open, and
