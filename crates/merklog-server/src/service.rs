@@ -705,6 +705,32 @@ fn entry_to_wire(e: merklog_storage::Entry) -> v1::Entry {
     }
 }
 
+/// Writes the access line of a granted append. With access rules, each
+/// granted append is audited by client name. Without them every caller is
+/// anonymous and the line would say nothing the log itself does not: it
+/// costs a write per append at thousands per second, so it is kept for
+/// debugging.
+fn log_append_granted(
+    client: Option<&str>,
+    peer: Option<std::net::SocketAddr>,
+    method: &'static str,
+    entries: usize,
+    tree_size: u64,
+) {
+    match client {
+        Some(name) => tracing::info!(
+            target: "merklog::access",
+            client = %name, peer = ?peer, method, entries, tree_size,
+            "append granted"
+        ),
+        None => tracing::debug!(
+            target: "merklog::access",
+            client = "anonymous", peer = ?peer, method, entries, tree_size,
+            "append granted"
+        ),
+    }
+}
+
 #[tonic::async_trait]
 impl<S: LogStore + Send + Sync + 'static> Log for LogService<S> {
     async fn append(
@@ -726,22 +752,7 @@ impl<S: LogStore + Send + Sync + 'static> Log for LogService<S> {
             .inspect_err(|status| crate::metrics::append_call(code_name(status.code())))?;
         crate::metrics::append_call("ok");
         let tree_size = response.tree_head.as_ref().map_or(0, |h| h.tree_size);
-        // With access rules, each granted append is audited by client name.
-        // Without them every caller is anonymous and the line would say
-        // nothing the log itself does not: it costs a write per append at
-        // thousands per second, so it is kept for debugging.
-        match &client {
-            Some(name) => tracing::info!(
-                target: "merklog::access",
-                client = %name, peer = ?peer, method = "Append", entries, tree_size,
-                "append granted"
-            ),
-            None => tracing::debug!(
-                target: "merklog::access",
-                client = "anonymous", peer = ?peer, method = "Append", entries, tree_size,
-                "append granted"
-            ),
-        }
+        log_append_granted(client.as_deref(), peer, "Append", entries, tree_size);
         Ok(Response::new(response))
     }
 
@@ -855,18 +866,7 @@ impl<S: LogStore + Send + Sync + 'static> Log for LogService<S> {
             .inspect_err(|status| crate::metrics::append_call(code_name(status.code())))?;
         crate::metrics::append_call("ok");
         let tree_size = response.tree_head.as_ref().map_or(0, |h| h.tree_size);
-        match &client {
-            Some(name) => tracing::info!(
-                target: "merklog::access",
-                client = %name, peer = ?peer, method = "AppendEvents", events, tree_size,
-                "append granted"
-            ),
-            None => tracing::debug!(
-                target: "merklog::access",
-                client = "anonymous", peer = ?peer, method = "AppendEvents", events, tree_size,
-                "append granted"
-            ),
-        }
+        log_append_granted(client.as_deref(), peer, "AppendEvents", events, tree_size);
         Ok(Response::new(response))
     }
 
