@@ -101,24 +101,12 @@ fn now_nanos() -> i64 {
 fn window(time_field: TimeField) -> EventQuery {
     let now = now_nanos();
     EventQuery {
-        time_field,
-        since_nanos: now - 3600 * 1_000_000_000,
-        until_nanos: now + 3600 * 1_000_000_000,
-        actor_id: None,
-        actor_kind: None,
-        action: None,
-        resource_kind: None,
-        resource_id: None,
-        outcome: None,
-        origin_service: None,
-        origin_host: None,
-        source_ip: None,
-        request_id: None,
-        trace_id: None,
-        event_id: None,
-        attributes_contain: None,
         page_size: 100,
-        cursor: None,
+        ..EventQuery::window(
+            time_field,
+            now - 3600 * 1_000_000_000,
+            now + 3600 * 1_000_000_000,
+        )
     }
 }
 

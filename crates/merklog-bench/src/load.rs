@@ -18,8 +18,9 @@ use merklog_merkle::{leaf_hash, verify_consistency, verify_inclusion};
 use merklog_proto::v1::get_inclusion_proof_request::Leaf;
 use merklog_proto::v1::log_client::LogClient;
 use merklog_proto::v1::{
-    self, leaf_ref, AppendRequest, GetConsistencyProofRequest, GetEntriesRequest,
-    GetInclusionProofRequest, GetInclusionProofsRequest, GetSignedTreeHeadRequest, LeafRef,
+    self, leaf_ref, AppendEventsRequest, AppendRequest, GetConsistencyProofRequest,
+    GetEntriesRequest, GetInclusionProofRequest, GetInclusionProofsRequest,
+    GetSignedTreeHeadRequest, LeafRef,
 };
 use merklog_proto::{hashes_from_wire, required_sth};
 use merklog_sth::{LogId, PublicKey, SignedTreeHead};
@@ -51,6 +52,10 @@ pub struct Shared {
     pub live: Live,
     /// `Bearer <token>` for the `authorization` header, when given.
     authorization: Option<MetadataValue<Ascii>>,
+    /// Leaf bytes of the events appended, and their count: the mean size
+    /// an opaque run compares with.
+    pub event_leaf_bytes: AtomicU64,
+    pub event_leaves: AtomicU64,
 }
 
 impl Shared {
@@ -64,6 +69,8 @@ impl Shared {
             verified: Mutex::new(VecDeque::with_capacity(RECENTLY_VERIFIED)),
             live: Live::default(),
             authorization,
+            event_leaf_bytes: AtomicU64::new(0),
+            event_leaves: AtomicU64::new(0),
         }
     }
 
@@ -132,6 +139,60 @@ pub fn with_token<T>(
             .insert("authorization", value.clone());
     }
     request
+}
+
+/// What writers append.
+#[derive(Debug, Clone, Copy)]
+pub enum Payload {
+    /// `Append` of random entries of this many bytes.
+    Opaque { entry_bytes: usize },
+    /// `AppendEvents` of realistic events from this many actors.
+    Events { actors: u32 },
+}
+
+/// One write call's outcome: the head when checked in full, and the entries
+/// appended.
+async fn write_once(
+    client: &mut LogClient<Channel>,
+    shared: &Shared,
+    rng: &mut StdRng,
+    payload: Payload,
+    count: usize,
+    full: bool,
+) -> Result<Option<SignedTreeHead>, Failure> {
+    match payload {
+        Payload::Opaque { entry_bytes } => {
+            let entries = random_entries(rng, count, entry_bytes);
+            let kept = full.then(|| entries.clone());
+            let resp = client
+                .append(shared.request(AppendRequest { entries }))
+                .await?
+                .into_inner();
+            let head =
+                check_append(shared, kept.as_deref(), count, &resp).map_err(Failure::Wrong)?;
+            if let Some(h) = &resp.tree_head {
+                shared.size.fetch_max(h.tree_size, Ordering::Relaxed);
+            }
+            Ok(head)
+        }
+        Payload::Events { actors } => {
+            let events = crate::events::random_events(rng, count, actors);
+            let resp = client
+                .append_events(shared.request(AppendEventsRequest { events }))
+                .await?
+                .into_inner();
+            let (head, bytes) = crate::events::check_append_events(shared, full, count, &resp)
+                .map_err(Failure::Wrong)?;
+            shared.event_leaf_bytes.fetch_add(bytes, Ordering::Relaxed);
+            shared
+                .event_leaves
+                .fetch_add(count as u64, Ordering::Relaxed);
+            if let Some(h) = &resp.tree_head {
+                shared.size.fetch_max(h.tree_size, Ordering::Relaxed);
+            }
+            Ok(head)
+        }
+    }
 }
 
 /// How a worker paces its calls.
@@ -249,14 +310,14 @@ pub fn code_name(status: &tonic::Status) -> String {
     format!("{:?}", status.code())
 }
 
-/// Appends `entries_per_call` random entries of `entry_bytes` per call.
+/// Appends `entries_per_call` entries of `payload` per call.
 pub async fn writer(
     mut client: LogClient<Channel>,
     shared: Arc<Shared>,
     pace: Pace,
     offset: Duration,
     entries_per_call: usize,
-    entry_bytes: usize,
+    payload: Payload,
 ) -> Recorder {
     let mut rec = Recorder::new();
     let mut rng = rng();
@@ -264,34 +325,33 @@ pub async fn writer(
     let mut n = 0u64;
     while let Some(start) = ticker.next().await {
         n += 1;
-        let entries = random_entries(&mut rng, entries_per_call, entry_bytes);
         let full = (n - 1).is_multiple_of(pace.verify_every);
-        let kept = full.then(|| entries.clone());
-        let answer = client
-            .append(shared.request(AppendRequest { entries }))
-            .await;
+        let outcome = write_once(
+            &mut client,
+            &shared,
+            &mut rng,
+            payload,
+            entries_per_call,
+            full,
+        )
+        .await;
         let latency = start.elapsed();
-        match answer {
-            Ok(resp) => {
-                let resp = resp.into_inner();
-                match check_append(&shared, kept.as_deref(), entries_per_call, &resp) {
-                    Ok(head) => {
-                        rec.ok(&shared.live, Op::Append, latency, entries_per_call as u64);
-                        if let Some(head) = head {
-                            rec.verified += 1;
-                            shared.live.verified.fetch_add(1, Ordering::Relaxed);
-                            shared.add_head(head, &mut rng);
-                        } else if let Some(h) = &resp.tree_head {
-                            shared.size.fetch_max(h.tree_size, Ordering::Relaxed);
-                        }
-                    }
-                    Err(e) => {
-                        eprintln!("append: verification failed: {e}");
-                        rec.error(&shared.live, Op::Append, VERIFICATION_FAILED);
-                    }
+        match outcome {
+            Ok(head) => {
+                rec.ok(&shared.live, Op::Append, latency, entries_per_call as u64);
+                if let Some(head) = head {
+                    rec.verified += 1;
+                    shared.live.verified.fetch_add(1, Ordering::Relaxed);
+                    shared.add_head(head, &mut rng);
                 }
             }
-            Err(status) => rec.error(&shared.live, Op::Append, &code_name(&status)),
+            Err(Failure::Status(status)) => {
+                rec.error(&shared.live, Op::Append, &code_name(&status))
+            }
+            Err(Failure::Wrong(e)) => {
+                eprintln!("append: verification failed: {e}");
+                rec.error(&shared.live, Op::Append, VERIFICATION_FAILED);
+            }
         }
     }
     rec
@@ -307,6 +367,11 @@ pub enum ReadKind {
     Consistency,
     Entries {
         page: u64,
+    },
+    /// `SearchEvents` for 100 hits.
+    Search {
+        kind: crate::events::SearchKind,
+        actors: u32,
     },
 }
 
@@ -356,6 +421,10 @@ pub async fn reader(
                 Op::Entries,
                 entries(&mut client, &shared, rng.gen_range(0..size), page, full).await,
             ),
+            ReadKind::Search { kind, actors } => (
+                Op::Search,
+                crate::events::search(&mut client, &shared, &mut rng, kind, actors, full).await,
+            ),
         };
         let latency = start.elapsed();
         match outcome {
@@ -376,7 +445,9 @@ pub async fn reader(
     rec
 }
 
-enum Failure {
+/// Why a call did not count: the server's status, or an answer that failed
+/// a check.
+pub enum Failure {
     Status(tonic::Status),
     Wrong(String),
 }
@@ -599,7 +670,7 @@ pub async fn prefill(
     total: u64,
     writers: usize,
     per_call: usize,
-    entry_bytes: usize,
+    payload: Payload,
 ) -> (u64, u64) {
     let remaining = Arc::new(AtomicU64::new(total));
     let mut tasks = Vec::new();
@@ -617,24 +688,27 @@ pub async fn prefill(
                     })
                     .map(|r| r.min(per_call as u64));
                 let Ok(count) = want else { break };
-                let entries = random_entries(&mut rng, count as usize, entry_bytes);
                 loop {
-                    match client
-                        .append(shared.request(AppendRequest {
-                            entries: entries.clone(),
-                        }))
-                        .await
+                    match write_once(
+                        &mut client,
+                        &shared,
+                        &mut rng,
+                        payload,
+                        count as usize,
+                        false,
+                    )
+                    .await
                     {
-                        Ok(resp) => {
-                            if let Some(h) = &resp.get_ref().tree_head {
-                                shared.size.fetch_max(h.tree_size, Ordering::Relaxed);
-                            }
-                            break;
-                        }
-                        Err(s) => {
+                        Ok(_) => break,
+                        Err(Failure::Status(s)) => {
                             failed += 1;
                             eprintln!("prefill: append failed ({}), retrying", code_name(&s));
                             tokio::time::sleep(Duration::from_millis(100)).await;
+                        }
+                        Err(Failure::Wrong(e)) => {
+                            failed += 1;
+                            eprintln!("prefill: verification failed: {e}");
+                            break;
                         }
                     }
                 }

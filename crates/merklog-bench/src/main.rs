@@ -10,6 +10,7 @@
 //! the server's memory unless given `--server-pid`.
 
 mod baseline;
+mod events;
 mod load;
 mod stats;
 
@@ -32,7 +33,8 @@ use tokio::sync::oneshot;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
 use crate::baseline::Baseline;
-use crate::load::{Pace, ReadKind, Shared};
+use crate::events::SearchKind;
+use crate::load::{Pace, Payload, ReadKind, Shared};
 use crate::stats::{rss_kib, LiveSnapshot, Op, OpReport, Recorder, RssReport};
 
 /// The largest gRPC message the generator accepts (a 1,000-entry append
@@ -86,6 +88,16 @@ struct Args {
     /// Size of each random entry, in bytes.
     #[arg(long, default_value_t = 256)]
     entry_bytes: usize,
+    /// Append realistic audit events with `AppendEvents` (writers and
+    /// prefill) instead of random opaque entries; the report gives the
+    /// events' mean leaf size, to run an opaque comparison of the same size
+    /// with --entry-bytes.
+    #[arg(long)]
+    events: bool,
+    /// With --events: the number of distinct actors (a one-day, one-actor
+    /// search finds about log size / actors hits).
+    #[arg(long, default_value_t = 10_000)]
+    actors: u32,
     /// Target append rate in entries per second over all writers; 0 for as
     /// fast as the server answers.
     #[arg(long, default_value_t = 0.0)]
@@ -108,6 +120,13 @@ struct Args {
     /// Entries per GetEntries page.
     #[arg(long, default_value_t = 100)]
     page_size: u64,
+    /// Concurrent readers running `SearchEvents` for 100 hits with proofs
+    /// (on a log of events: see --events).
+    #[arg(long, default_value_t = 0)]
+    search_readers: usize,
+    /// Which search the search readers run.
+    #[arg(long, value_enum, default_value_t = SearchKind::ActorDay)]
+    search: SearchKind,
     /// Target read rate in calls per second over all readers; 0 for as fast
     /// as the server answers.
     #[arg(long, default_value_t = 0.0)]
@@ -323,6 +342,8 @@ struct Report {
     ops: Vec<OpReport>,
     /// Append throughput ÷ raw baseline rows per second.
     service_to_raw: Option<f64>,
+    /// With --events: the mean leaf size of the events appended, in bytes.
+    event_leaf_bytes_mean: Option<f64>,
     verified_answers: u64,
     failed_head_polls: u64,
     errors_total: u64,
@@ -333,6 +354,8 @@ struct Report {
 #[derive(Debug, Serialize)]
 struct Settings {
     connections: usize,
+    events: bool,
+    actors: u32,
     writers: usize,
     entries_per_call: usize,
     entry_bytes: usize,
@@ -342,6 +365,8 @@ struct Settings {
     consistency_readers: usize,
     entries_readers: usize,
     page_size: u64,
+    search_readers: usize,
+    search: SearchKind,
     read_rate: f64,
     verify_every: u64,
 }
@@ -413,10 +438,23 @@ async fn run(args: Args) -> anyhow::Result<()> {
     if key.log_id().0[..] != info.log_id[..] {
         bail!("GetLogInfo: the log ID is not SHA-256 of the public key");
     }
-    let max_call = info.max_entries_per_append as usize;
+    let (max_call, call) = if args.events {
+        (info.max_events_per_append as usize, "AppendEvents")
+    } else {
+        (info.max_entries_per_append as usize, "Append")
+    };
     if args.entries_per_call > max_call || args.prefill_entries_per_call > max_call {
-        bail!("the server takes at most {max_call} entries per Append call");
+        bail!("the server takes at most {max_call} entries per {call} call");
     }
+    let payload = if args.events {
+        Payload::Events {
+            actors: args.actors,
+        }
+    } else {
+        Payload::Opaque {
+            entry_bytes: args.entry_bytes,
+        }
+    };
     let shared = Arc::new(Shared::new(key, authorization));
     let first = client
         .get_signed_tree_head(shared.request(GetSignedTreeHeadRequest {}))
@@ -441,7 +479,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             args.prefill,
             args.prefill_writers.max(1),
             args.prefill_entries_per_call,
-            args.entry_bytes,
+            payload,
         )
         .await;
         let seconds = t.elapsed().as_secs_f64();
@@ -500,7 +538,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             write_pace,
             offset,
             args.entries_per_call,
-            args.entry_bytes,
+            payload,
         )));
     }
     let readers: Vec<ReadKind> = std::iter::repeat_n(
@@ -518,6 +556,13 @@ async fn run(args: Args) -> anyhow::Result<()> {
             page: args.page_size,
         },
         args.entries_readers,
+    ))
+    .chain(std::iter::repeat_n(
+        ReadKind::Search {
+            kind: args.search,
+            actors: args.actors,
+        },
+        args.search_readers,
     ))
     .collect();
     let read_pace = pace(args.read_rate, readers.len(), 1.0);
@@ -572,10 +617,15 @@ async fn run(args: Args) -> anyhow::Result<()> {
             RssReport::from_samples(rss_pid.unwrap_or(0), kib).map(|r| ((*phase).to_owned(), r))
         })
         .collect();
+    let event_leaves = shared.event_leaves.load(Ordering::Relaxed);
+    let event_leaf_bytes_mean = (event_leaves > 0)
+        .then(|| shared.event_leaf_bytes.load(Ordering::Relaxed) as f64 / event_leaves as f64);
     let report = Report {
         target,
         settings: Settings {
             connections: args.connections,
+            events: args.events,
+            actors: args.actors,
             writers: args.writers,
             entries_per_call: args.entries_per_call,
             entry_bytes: args.entry_bytes,
@@ -585,6 +635,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
             consistency_readers: args.consistency_readers,
             entries_readers: args.entries_readers,
             page_size: args.page_size,
+            search_readers: args.search_readers,
+            search: args.search,
             read_rate: args.read_rate,
             verify_every: args.verify_every,
         },
@@ -599,6 +651,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         errors_total: total.total_errors() + failed_head_polls,
         ops,
         service_to_raw,
+        event_leaf_bytes_mean,
         verified_answers: total.verified,
         failed_head_polls,
         rss,
@@ -654,6 +707,22 @@ fn print_report(r: &Report) {
         println!(
             "  prefill: {} entries in {:.1} s = {:.0} entries/s ({} failed calls retried)",
             p.entries, p.seconds, p.entries_per_s, p.failed_calls
+        );
+    }
+    if s.events {
+        println!(
+            "  appends are audit events from {} actors{}; {} search readers ({:?}, 100 hits)",
+            s.actors,
+            r.event_leaf_bytes_mean
+                .map(|b| format!(", mean leaf {b:.0} bytes"))
+                .unwrap_or_default(),
+            s.search_readers,
+            s.search
+        );
+    } else if s.search_readers > 0 {
+        println!(
+            "  {} search readers ({:?}, 100 hits)",
+            s.search_readers, s.search
         );
     }
     println!("  measured run: {:.1} s", r.duration_s);

@@ -16,10 +16,20 @@ pub enum Op {
     Inclusion,
     Consistency,
     Entries,
+    Search,
 }
 
+/// How many kinds of operation there are.
+const OPS: usize = Op::ALL.len();
+
 impl Op {
-    pub const ALL: [Op; 4] = [Op::Append, Op::Inclusion, Op::Consistency, Op::Entries];
+    pub const ALL: [Op; 5] = [
+        Op::Append,
+        Op::Inclusion,
+        Op::Consistency,
+        Op::Entries,
+        Op::Search,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -27,6 +37,7 @@ impl Op {
             Op::Inclusion => "inclusion_proof",
             Op::Consistency => "consistency_proof",
             Op::Entries => "get_entries",
+            Op::Search => "search_events",
         }
     }
 
@@ -37,6 +48,7 @@ impl Op {
             Op::Inclusion => "proofs",
             Op::Consistency => "proofs",
             Op::Entries => "entries read",
+            Op::Search => "hits",
         }
     }
 
@@ -51,9 +63,9 @@ pub const VERIFICATION_FAILED: &str = "VerificationFailed";
 /// Counters shared by every worker, read by the progress line.
 #[derive(Default)]
 pub struct Live {
-    calls: [AtomicU64; 4],
-    items: [AtomicU64; 4],
-    errors: [AtomicU64; 4],
+    calls: [AtomicU64; OPS],
+    items: [AtomicU64; OPS],
+    errors: [AtomicU64; OPS],
     pub verified: AtomicU64,
     pub prefilled: AtomicU64,
 }
@@ -61,14 +73,14 @@ pub struct Live {
 /// A snapshot of [`Live`].
 #[derive(Debug, Clone, Copy, Default)]
 pub struct LiveSnapshot {
-    pub calls: [u64; 4],
-    pub items: [u64; 4],
-    pub errors: [u64; 4],
+    pub calls: [u64; OPS],
+    pub items: [u64; OPS],
+    pub errors: [u64; OPS],
 }
 
 impl Live {
     pub fn snapshot(&self) -> LiveSnapshot {
-        let read = |a: &[AtomicU64; 4]| std::array::from_fn(|i| a[i].load(Ordering::Relaxed));
+        let read = |a: &[AtomicU64; OPS]| std::array::from_fn(|i| a[i].load(Ordering::Relaxed));
         LiveSnapshot {
             calls: read(&self.calls),
             items: read(&self.items),
@@ -82,9 +94,9 @@ pub struct Recorder {
     /// Latency in microseconds, per operation; made on the first call of
     /// that operation, since a histogram of this range takes 180 KiB and a
     /// run can have hundreds of workers that each do one operation.
-    hist: [Option<Histogram<u64>>; 4],
-    calls: [u64; 4],
-    items: [u64; 4],
+    hist: [Option<Histogram<u64>>; OPS],
+    calls: [u64; OPS],
+    items: [u64; OPS],
     errors: BTreeMap<(Op, String), u64>,
     pub verified: u64,
 }
@@ -98,9 +110,9 @@ impl Default for Recorder {
 impl Recorder {
     pub fn new() -> Self {
         Recorder {
-            hist: [None, None, None, None],
-            calls: [0; 4],
-            items: [0; 4],
+            hist: std::array::from_fn(|_| None),
+            calls: [0; OPS],
+            items: [0; OPS],
             errors: BTreeMap::new(),
             verified: 0,
         }
@@ -135,7 +147,7 @@ impl Recorder {
                 (Some(_), None) => {}
             }
         }
-        for i in 0..4 {
+        for i in 0..OPS {
             self.calls[i] += other.calls[i];
             self.items[i] += other.items[i];
         }

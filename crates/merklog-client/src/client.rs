@@ -673,6 +673,25 @@ impl Client {
         Ok(head)
     }
 
+    /// Checks the head of an append's answer (present, signed, consistent
+    /// with the trusted head) and that it answers each of the `sent` items
+    /// (`what` names them in the error).
+    pub(crate) async fn accept_receipt_head(
+        &mut self,
+        wire: Option<&v1::SignedTreeHead>,
+        what: &str,
+        sent: usize,
+        answered: usize,
+    ) -> Result<VerifiedHead> {
+        let wire = wire.ok_or_else(|| ClientError::Malformed {
+            field: "tree_head".into(),
+            reason: "missing".into(),
+        })?;
+        let head = self.accept_served_head(wire, "tree_head").await?;
+        expect(what, sent as u64, answered as u64)?;
+        Ok(head)
+    }
+
     /// Checks a head the log sent along with a proof: signed, and
     /// consistent with the trusted head (which it may move forward).
     async fn accept_served_head(
@@ -737,19 +756,14 @@ impl Client {
             .append(v1::AppendRequest { entries })
             .await?
             .into_inner();
-        let wire = reply
-            .tree_head
-            .as_ref()
-            .ok_or_else(|| ClientError::Malformed {
-                field: "tree_head".into(),
-                reason: "missing".into(),
-            })?;
-        let head = self.accept_served_head(wire, "tree_head").await?;
-        expect(
-            "number of entries",
-            hashes.len() as u64,
-            reply.entries.len() as u64,
-        )?;
+        let head = self
+            .accept_receipt_head(
+                reply.tree_head.as_ref(),
+                "number of entries",
+                hashes.len(),
+                reply.entries.len(),
+            )
+            .await?;
         let mut out = Vec::with_capacity(hashes.len());
         for (i, (got, want)) in reply.entries.iter().zip(&hashes).enumerate() {
             let field = format!("entries[{i}]");
@@ -761,14 +775,8 @@ impl Client {
                     got: leaf.to_string(),
                 });
             }
-            let proof = InclusionProofJson {
-                leaf_index: got.leaf_index,
-                tree_size: head.tree_size(),
-                leaf_hash: leaf,
-                root_hash: head.root_hash(),
-                proof: hashes_from_wire(&got.inclusion_proof, &format!("{field}.inclusion_proof"))?,
-            };
-            check_inclusion(&head, &proof)?;
+            let proof =
+                checked_inclusion_proof(&head, got.leaf_index, leaf, &got.inclusion_proof, &field)?;
             out.push(AppendedEntry {
                 proof,
                 duplicate: got.duplicate,
@@ -1266,6 +1274,27 @@ fn rpc(
 }
 
 /// Checks that the log echoed the number that was asked for.
+/// The inclusion proof served for `leaf` at `leaf_index` (in an append's or
+/// a search's answer), checked against the answer's `head`; `field` names
+/// the answer's item in errors.
+pub(crate) fn checked_inclusion_proof(
+    head: &VerifiedHead,
+    leaf_index: u64,
+    leaf: Hash,
+    wire_proof: &[Vec<u8>],
+    field: &str,
+) -> Result<InclusionProofJson> {
+    let proof = InclusionProofJson {
+        leaf_index,
+        tree_size: head.tree_size(),
+        leaf_hash: leaf,
+        root_hash: head.root_hash(),
+        proof: hashes_from_wire(wire_proof, &format!("{field}.inclusion_proof"))?,
+    };
+    check_inclusion(head, &proof)?;
+    Ok(proof)
+}
+
 fn expect(field: &str, expected: u64, got: u64) -> Result<()> {
     if expected != got {
         return Err(ClientError::Unexpected {

@@ -351,24 +351,8 @@ mod tests {
 
     fn query(time_field: TimeField) -> EventQuery {
         EventQuery {
-            time_field,
-            since_nanos: 0,
-            until_nanos: 10_000_000_000,
-            actor_id: None,
-            actor_kind: None,
-            action: None,
-            resource_kind: None,
-            resource_id: None,
-            outcome: None,
-            origin_service: None,
-            origin_host: None,
-            source_ip: None,
-            request_id: None,
-            trace_id: None,
-            event_id: None,
-            attributes_contain: None,
             page_size: 10,
-            cursor: None,
+            ..EventQuery::window(time_field, 0, 10_000_000_000)
         }
     }
 

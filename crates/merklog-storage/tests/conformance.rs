@@ -895,24 +895,8 @@ async fn many_events(store: &AnyStore, log: &mut TestLog) -> Vec<StoredEvent> {
 /// A query for every event of every time, `page_size` at a time.
 fn everything(time_field: TimeField, page_size: u32) -> EventQuery {
     EventQuery {
-        time_field,
-        since_nanos: 0,
-        until_nanos: i64::MAX,
-        actor_id: None,
-        actor_kind: None,
-        action: None,
-        resource_kind: None,
-        resource_id: None,
-        outcome: None,
-        origin_service: None,
-        origin_host: None,
-        source_ip: None,
-        request_id: None,
-        trace_id: None,
-        event_id: None,
-        attributes_contain: None,
         page_size,
-        cursor: None,
+        ..EventQuery::window(time_field, 0, i64::MAX)
     }
 }
 

@@ -19,24 +19,8 @@ fn pg(store: &AnyStore) -> &PgStore {
 
 fn everything() -> EventQuery {
     EventQuery {
-        time_field: TimeField::OccurredAt,
-        since_nanos: 0,
-        until_nanos: i64::MAX,
-        actor_id: None,
-        actor_kind: None,
-        action: None,
-        resource_kind: None,
-        resource_id: None,
-        outcome: None,
-        origin_service: None,
-        origin_host: None,
-        source_ip: None,
-        request_id: None,
-        trace_id: None,
-        event_id: None,
-        attributes_contain: None,
         page_size: 10,
-        cursor: None,
+        ..EventQuery::window(TimeField::OccurredAt, 0, i64::MAX)
     }
 }
 

@@ -12,11 +12,11 @@
 use merklog_event::{Cursor, Event, EventInput, EventQuery, SealedEvent};
 use merklog_merkle::{leaf_hash, Hash};
 use merklog_proto::events::{event_input_to_wire, event_query_to_wire};
+use merklog_proto::hash_from_wire;
 use merklog_proto::v1;
-use merklog_proto::{hash_from_wire, hashes_from_wire};
 
-use super::{expect, Client};
-use crate::check::{check_inclusion, VerifiedHead};
+use super::{checked_inclusion_proof, Client};
+use crate::check::VerifiedHead;
 use crate::json::InclusionProofJson;
 use crate::{ClientError, Result};
 
@@ -119,19 +119,14 @@ impl Client {
             events: events.iter().map(event_input_to_wire).collect(),
         };
         let reply = self.rpc.append_events(request).await?.into_inner();
-        let wire = reply
-            .tree_head
-            .as_ref()
-            .ok_or_else(|| ClientError::Malformed {
-                field: "tree_head".into(),
-                reason: "missing".into(),
-            })?;
-        let head = self.accept_served_head(wire, "tree_head").await?;
-        expect(
-            "number of events",
-            events.len() as u64,
-            reply.events.len() as u64,
-        )?;
+        let head = self
+            .accept_receipt_head(
+                reply.tree_head.as_ref(),
+                "number of events",
+                events.len(),
+                reply.events.len(),
+            )
+            .await?;
         let mut out = Vec::with_capacity(events.len());
         for (i, (got, sent)) in reply.events.into_iter().zip(&events).enumerate() {
             let field = format!("events[{i}]");
@@ -160,14 +155,13 @@ impl Client {
                     ),
                 });
             }
-            let proof = InclusionProofJson {
-                leaf_index: got.leaf_index,
-                tree_size: head.tree_size(),
-                leaf_hash: claimed,
-                root_hash: head.root_hash(),
-                proof: hashes_from_wire(&got.inclusion_proof, &format!("{field}.inclusion_proof"))?,
-            };
-            check_inclusion(&head, &proof)?;
+            let proof = checked_inclusion_proof(
+                &head,
+                got.leaf_index,
+                claimed,
+                &got.inclusion_proof,
+                &field,
+            )?;
             out.push(AppendedEvent {
                 proof,
                 duplicate: got.duplicate,
@@ -226,14 +220,8 @@ impl Client {
             let index = got.leaf_index;
             let claimed = hash_from_wire(&got.leaf_hash, &format!("{field}.leaf_hash"))?;
             let stored = checked_leaf(index, claimed, &got.entry)?;
-            let proof = InclusionProofJson {
-                leaf_index: index,
-                tree_size: head.tree_size(),
-                leaf_hash: claimed,
-                root_hash: head.root_hash(),
-                proof: hashes_from_wire(&got.inclusion_proof, &format!("{field}.inclusion_proof"))?,
-            };
-            check_inclusion(&head, &proof)?;
+            let proof =
+                checked_inclusion_proof(&head, index, claimed, &got.inclusion_proof, &field)?;
             if !query.matches(&stored.event, index, got.integrated_ms) {
                 return Err(ClientError::SearchMismatch {
                     leaf_index: Some(index),
