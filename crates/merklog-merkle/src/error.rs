@@ -35,6 +35,15 @@ pub enum Error {
         expected: usize,
         got: usize,
     },
+    /// A tile path breaks the tlog-tiles layout.
+    #[error("bad tile path {path:?}: {reason}")]
+    TilePath { path: String, reason: String },
+    /// An entry is too long for an entry bundle's 16-bit length prefix.
+    #[error("entry {position} is {len} bytes; an entry bundle holds at most 65535")]
+    BundleEntryTooLarge { position: usize, len: usize },
+    /// An entry bundle's lengths do not add up.
+    #[error("malformed entry bundle: {reason}")]
+    MalformedBundle { reason: String },
     /// A node source returned a different number of hashes than it was asked for.
     #[error("node source returned {got} hashes for {expected} requested nodes")]
     NodeCount { expected: usize, got: usize },

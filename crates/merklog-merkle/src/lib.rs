@@ -10,6 +10,8 @@
 //!   ([`inclusion_proof_nodes`], [`consistency_proof_nodes`]) and assembles the
 //!   proof from them, so a store answers with O(log n) reads and never rehashes
 //!   the tree;
+//! - lays the tree out as C2SP tlog-tiles ([`tiles`]): tile coordinates,
+//!   partial widths, paths, nodes recomputed from tiles, entry bundles;
 //! - verifies proofs ([`verify_inclusion`], [`verify_consistency`]) exactly as
 //!   RFC 9162 §2.1.3.2 and §2.1.4.2 describe.
 //!
@@ -21,6 +23,7 @@ mod error;
 mod hash;
 mod node;
 mod proof;
+pub mod tiles;
 mod verify;
 
 pub use compact::CompactRange;
