@@ -9,6 +9,8 @@
 //!   cosignatures (type 0x04, c2sp.org/tlog-cosignature).
 //! - [`checkpoint`]: the note text of a log's tree head
 //!   (c2sp.org/tlog-checkpoint): origin, size, base64 root, extension lines.
+//! - [`witness`]: the witness side of c2sp.org/tlog-witness `add-checkpoint`:
+//!   the request body and the checks, each refusal with its HTTP status.
 //!
 //! Verification follows signed-note §Signatures: a signature whose (name,
 //! key ID) matches no known key is ignored; one that matches must verify,
@@ -22,6 +24,7 @@ pub mod checkpoint;
 mod error;
 pub mod keys;
 pub mod note;
+pub mod witness;
 
 pub use checkpoint::Checkpoint;
 pub use error::NoteError;
