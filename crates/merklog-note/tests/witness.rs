@@ -180,7 +180,7 @@ fn malformed_bodies_are_bad_requests() {
     let h = "PlRNCrwHpqhGrupue0L7gxbjbMiKA9temvuZZDDpkaw=";
     let many = format!("{h}\n").repeat(MAX_PROOF_LINES + 1);
     for body in [
-        format!("{note}"),
+        note.clone(),
         format!("old 05\n\n{note}"),
         format!("old -1\n\n{note}"),
         format!("older 5\n\n{note}"),
