@@ -12,6 +12,7 @@
 //! code and stderr can only live in the package that builds it).
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 
 use merklog_merkle::leaf_hash;
@@ -73,12 +74,18 @@ pub enum Lie {
     Rollback(u64),
     /// Signs every head with the log's key over another root: a fork.
     Fork,
+    /// Forwards this many `Append` calls from the time it is told, then
+    /// answers every later one UNAVAILABLE without forwarding it (the log
+    /// went away part-way through a client's calls).
+    FailAppendsAfter(u32),
 }
 
 /// A lying log running in this process until [`LyingLog::stop`] or drop.
 pub struct LyingLog {
     pub addr: SocketAddr,
     lie: Arc<Mutex<Lie>>,
+    /// `Append` calls since the lie was told.
+    appends: Arc<AtomicU32>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<Result<(), tonic::transport::Error>>>,
 }
@@ -92,11 +99,13 @@ impl LyingLog {
     pub async fn start(upstream: &str, signer: LogSigner) -> anyhow::Result<Self> {
         let upstream = LogClient::connect(upstream.to_owned()).await?;
         let lie = Arc::new(Mutex::new(Lie::None));
+        let appends = Arc::new(AtomicU32::new(0));
         let liar = Liar {
             upstream,
             signer,
             stranger: LogSigner::generate(&mut rand_core::OsRng),
             lie: lie.clone(),
+            appends: appends.clone(),
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
@@ -111,6 +120,7 @@ impl LyingLog {
         Ok(LyingLog {
             addr,
             lie,
+            appends,
             stop: Some(stop),
             task: Some(task),
         })
@@ -123,7 +133,9 @@ impl LyingLog {
 
     /// Tells `lie` from the next answer on.
     pub fn tell(&self, lie: Lie) {
-        *self.lie.lock().unwrap_or_else(|e| e.into_inner()) = lie;
+        let mut told = self.lie.lock().unwrap_or_else(|e| e.into_inner());
+        self.appends.store(0, Ordering::SeqCst);
+        *told = lie;
     }
 
     /// Stops the liar and returns how its server ended.
@@ -157,6 +169,7 @@ struct Liar {
     /// Another key, for lies about who signed.
     stranger: LogSigner,
     lie: Arc<Mutex<Lie>>,
+    appends: Arc<AtomicU32>,
 }
 
 impl Liar {
@@ -345,6 +358,12 @@ impl Log for Liar {
         request: Request<v1::AppendRequest>,
     ) -> Result<Response<v1::AppendResponse>, Status> {
         let lie = self.lie();
+        let call = self.appends.fetch_add(1, Ordering::SeqCst);
+        if let Lie::FailAppendsAfter(n) = lie {
+            if call >= n {
+                return Err(Status::unavailable("the log went away (a lie)"));
+            }
+        }
         let mut reply = self.rpc().append(request.into_inner()).await?.into_inner();
         let tree_size = reply.tree_head.as_ref().map_or(0, |h| h.tree_size);
         for e in &mut reply.entries {

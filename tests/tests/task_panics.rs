@@ -1,10 +1,11 @@
-//! A panic in a task the server runs beside the transport is a failure,
-//! not a clean stop: `serve` (and so `TestServer::stop` in every test)
-//! returns it.
+//! A panic in a task the server runs beside the transport (the sequencer,
+//! or a reader task: the merged proof node reads) is a failure, not a clean
+//! stop: `serve` (and so `TestServer::stop` in every test) returns it.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+use merklog_merkle::NodeId;
 use merklog_proto::v1;
 use merklog_server::{ServeError, ServerConfig};
 use merklog_sth::LogSigner;
@@ -93,4 +94,68 @@ async fn an_unarmed_hook_stops_cleanly() {
         .await
         .unwrap();
     server.stop().await.unwrap();
+}
+
+/// Panics in every node read once armed: a store read that panics inside
+/// the task that answers proofs' node reads.
+#[derive(Default)]
+struct PanicOnNodeRead(AtomicBool);
+
+impl AppendHook for PanicOnNodeRead {
+    fn before_node_read(&self, _: &[NodeId]) {
+        assert!(!self.0.load(Ordering::SeqCst), "injected reader panic");
+    }
+}
+
+fn proof_of_leaf_0() -> v1::GetInclusionProofRequest {
+    v1::GetInclusionProofRequest {
+        leaf: Some(v1::get_inclusion_proof_request::Leaf::LeafIndex(0)),
+        tree_size: 4,
+    }
+}
+
+#[tokio::test]
+async fn a_panicked_reader_task_fails_the_stop() {
+    let db = TestDb::sqlite();
+    let store = Arc::new(HookedStore {
+        inner: db.open().await.unwrap(),
+        hook: PanicOnNodeRead::default(),
+    });
+    let mut config = ServerConfig::default();
+    // No node cache: every proof reads its nodes through the merged reads.
+    config.limits.node_cache_bytes = 0;
+    let signer = LogSigner::generate(&mut rand_core::OsRng);
+    let server = TestServer::start(store.clone(), signer, config)
+        .await
+        .unwrap();
+    let mut client = server.client().await.unwrap();
+    client
+        .append(v1::AppendRequest {
+            entries: ["a", "b", "c", "d"].map(|e| e.as_bytes().to_vec()).to_vec(),
+        })
+        .await
+        .unwrap();
+    // Unarmed, the proof is read and answered: the panic below is the
+    // hook's, not a broken proof path.
+    let proof = client.get_inclusion_proof(proof_of_leaf_0()).await.unwrap();
+    assert_eq!(proof.into_inner().proof.len(), 2);
+
+    store.hook.0.store(true, Ordering::SeqCst);
+    let status = client
+        .get_inclusion_proof(proof_of_leaf_0())
+        .await
+        .expect_err("the task reading the proof's nodes panicked");
+    assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+
+    let err = server
+        .stop()
+        .await
+        .expect_err("a stop after a reader panic is not clean");
+    match err.downcast_ref::<ServeError>() {
+        Some(ServeError::TaskPanicked { task, message }) => {
+            assert_eq!(*task, "proof node reads");
+            assert!(message.contains("injected reader panic"), "{message}");
+        }
+        other => panic!("expected TaskPanicked, got {other:?} ({err})"),
+    }
 }

@@ -27,6 +27,7 @@ pub mod refusals;
 pub mod sequencer;
 pub mod service;
 pub mod status;
+mod tasks;
 pub mod tls;
 mod wire_scan;
 
@@ -64,8 +65,9 @@ pub enum ServeError {
     /// The configuration is inconsistent.
     #[error("invalid configuration: {0}")]
     Config(String),
-    /// A task the server ran beside the transport panicked; the calls it
-    /// was serving failed.
+    /// A task the server ran beside the transport (the sequencer, or a
+    /// reader task: the proof node reads, the node cache filler) panicked;
+    /// the calls it was serving failed.
     #[error("the {task} task panicked: {message}")]
     TaskPanicked { task: &'static str, message: String },
 }
@@ -144,7 +146,7 @@ pub async fn serve<S: LogStore + Send + Sync + 'static>(
     if config.auth.is_open() && keys.signer.is_some() {
         tracing::warn!("no access rules configured: anyone who can reach this port may append");
     }
-    let service = LogService::with_role(
+    let mut service = LogService::with_role(
         store,
         role_rx,
         keys.public.clone(),
@@ -153,6 +155,7 @@ pub async fn serve<S: LogStore + Send + Sync + 'static>(
     )
     .with_request_timeout(config.transport.request_timeout)
     .with_clock(clock);
+    let reader_tasks = service.take_task_watch();
 
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter
@@ -208,6 +211,13 @@ pub async fn serve<S: LogStore + Send + Sync + 'static>(
     // what is queued and exits. A coordinator hands back the lead likewise.
     tracing::info!("transport stopped; waiting for the sequencer to finish its batch");
     running.finish().await?;
+    // The service is gone, and with it what keeps its reader tasks alive.
+    if let Some((task, message)) = match reader_tasks {
+        Some(watch) => watch.first_panic().await,
+        None => None,
+    } {
+        return Err(ServeError::TaskPanicked { task, message });
+    }
     tracing::info!("shut down cleanly");
     Ok(())
 }

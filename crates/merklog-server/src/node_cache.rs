@@ -268,12 +268,13 @@ pub(crate) fn spawn_filler<S: LogStore + Send + Sync + 'static>(
     cache: Arc<NodeCache>,
     store: Arc<S>,
     role: watch::Receiver<InstanceRole>,
+    tasks: &crate::tasks::Tasks,
 ) -> Option<Filler> {
     if cache.max_nodes == 0 {
         return None;
     }
-    let task = tokio::spawn(keep_filled(cache, store, role));
-    Some(Filler(task.abort_handle()))
+    let task = tasks.spawn("node cache filler", keep_filled(cache, store, role));
+    Some(Filler(task))
 }
 
 /// Every [`FILL_INTERVAL`], extends `cache` up to the latest head `role`
@@ -518,7 +519,13 @@ mod tests {
         // Room for 300 nodes: from level 1 up to 157 leaves (152 nodes),
         // from level 4 up at 2,000 leaves (244 nodes; from level 3, 494).
         let cache = Arc::new(NodeCache::new(300 * 32));
-        let _filler = spawn_filler(cache.clone(), store.clone(), role).unwrap();
+        let _filler = spawn_filler(
+            cache.clone(),
+            store.clone(),
+            role,
+            &crate::tasks::Tasks::new().0,
+        )
+        .unwrap();
         for (batch_size, lowest) in [(100, 1), (57, 1), (1843, 4)] {
             let batch = log.next_batch(batch_size, 40);
             leaf_hashes.extend(batch.leaves.iter().map(|l| l.leaf_hash()));

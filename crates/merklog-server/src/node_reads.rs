@@ -14,6 +14,7 @@ use merklog_storage::{LogStore, StorageError};
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
 use crate::status::ServiceError;
+use crate::tasks::Tasks;
 
 /// How many merged queries may run at once.
 const MAX_IN_FLIGHT: usize = 2;
@@ -38,12 +39,16 @@ pub(crate) struct NodeReads {
 }
 
 impl NodeReads {
-    /// Starts the task that merges reads from `store`; it ends once the
-    /// handle is dropped and the reads in flight are answered.
-    pub(crate) fn start<S: LogStore + Send + Sync + 'static>(store: Arc<S>) -> Self {
+    /// Starts the task that merges reads from `store`, and its queries,
+    /// through `tasks`; it ends once the handle is dropped and the reads in
+    /// flight are answered.
+    pub(crate) fn start<S: LogStore + Send + Sync + 'static>(store: Arc<S>, tasks: &Tasks) -> Self {
         let (reads, queue) = mpsc::unbounded_channel();
         let queries = Arc::new(AtomicU64::new(0));
-        tokio::spawn(merge(store, queue, queries.clone()));
+        tasks.spawn(
+            "proof node reads",
+            merge(store, queue, queries.clone(), tasks.clone()),
+        );
         NodeReads {
             reads,
             #[cfg(test)]
@@ -73,6 +78,7 @@ async fn merge<S: LogStore + Send + Sync + 'static>(
     store: Arc<S>,
     mut queue: mpsc::UnboundedReceiver<Read>,
     queries: Arc<AtomicU64>,
+    tasks: Tasks,
 ) {
     let slots = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
     loop {
@@ -91,7 +97,7 @@ async fn merge<S: LogStore + Send + Sync + 'static>(
         }
         let store = store.clone();
         let queries = queries.clone();
-        tokio::spawn(async move {
+        tasks.spawn("proof node reads", async move {
             answer(store.as_ref(), reads, &queries).await;
             drop(slot);
         });
@@ -140,7 +146,7 @@ mod tests {
         let store = Arc::new(SqliteStore::open_path(&path).await.unwrap());
         let mut log = TestLog::new();
         store.append_batch(&log.next_batch(1000, 40)).await.unwrap();
-        let reads = NodeReads::start(store.clone());
+        let reads = NodeReads::start(store.clone(), &Tasks::new().0);
         let wanted: Vec<Vec<NodeId>> = (0..300u64)
             .map(|i| {
                 if i == 299 {

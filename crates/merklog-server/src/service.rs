@@ -29,6 +29,7 @@ use crate::node_cache::{spawn_filler, Filler, NodeCache};
 use crate::node_reads::NodeReads;
 use crate::sequencer::SequencerHandle;
 use crate::status::ServiceError;
+use crate::tasks::{TaskWatch, Tasks};
 
 mod events;
 pub use events::{ANONYMOUS_SUBMITTER, DEFAULT_MAX_SEARCH_WINDOW};
@@ -50,6 +51,8 @@ pub struct LogService<S> {
     clock: Arc<dyn Clock>,
     /// The longest time window of a `SearchEvents` call.
     max_search_window: Duration,
+    /// The panics of the reader tasks started here, until `serve` takes it.
+    task_watch: Option<TaskWatch>,
 }
 
 impl<S: LogStore + Send + Sync + 'static> LogService<S> {
@@ -84,8 +87,9 @@ impl<S: LogStore + Send + Sync + 'static> LogService<S> {
         node_cache: Arc<NodeCache>,
     ) -> Self {
         let log_id = public_key.log_id();
-        let filler = spawn_filler(node_cache.clone(), store.clone(), role.clone());
-        let reads = NodeReads::start(store.clone());
+        let (tasks, task_watch) = Tasks::new();
+        let filler = spawn_filler(node_cache.clone(), store.clone(), role.clone(), &tasks);
+        let reads = NodeReads::start(store.clone(), &tasks);
         LogService {
             store,
             role,
@@ -98,7 +102,14 @@ impl<S: LogStore + Send + Sync + 'static> LogService<S> {
             request_timeout: None,
             clock: Arc::new(SystemClock),
             max_search_window: DEFAULT_MAX_SEARCH_WINDOW,
+            task_watch: Some(task_watch),
         }
+    }
+
+    /// Takes the watch of the reader tasks started here, whose panics
+    /// `serve` reports once the service is dropped.
+    pub(crate) fn take_task_watch(&mut self) -> Option<TaskWatch> {
+        self.task_watch.take()
     }
 
     /// Ends calls that take longer than `timeout` with DEADLINE_EXCEEDED.

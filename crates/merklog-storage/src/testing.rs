@@ -425,11 +425,24 @@ pub trait AppendHook: Send + Sync {
         let _ = batch;
         Ok(())
     }
+
+    /// Runs before each read of node hashes (a proof's, the node cache's);
+    /// a panic here is a store read that panicked.
+    fn before_node_read(&self, ids: &[NodeId]) {
+        let _ = ids;
+    }
+
+    /// Whether the store passes leader election through to its inner store
+    /// (false: the store does not support it, so each test runs one
+    /// instance on it).
+    fn leader_election(&self) -> bool {
+        false
+    }
 }
 
 /// A store that reads and writes through `inner`, running `hook` around each
-/// append. It does not pass leader election through (the trait's default:
-/// unsupported), so each test runs one instance on it.
+/// append and before each node read. It passes leader election through only
+/// when [`AppendHook::leader_election`] says so.
 pub struct HookedStore<S, H> {
     pub inner: S,
     pub hook: H,
@@ -442,7 +455,20 @@ impl<S: LogStore, H: AppendHook> LogStore for HookedStore<S, H> {
         self.hook.after(batch)
     }
     async fn node_hashes(&self, ids: &[NodeId]) -> Result<Vec<Hash>> {
+        self.hook.before_node_read(ids);
         self.inner.node_hashes(ids).await
+    }
+    async fn try_lead(&self, address: &str) -> Result<Option<crate::LeaderLease>> {
+        if !self.hook.leader_election() {
+            return Err(crate::unsupported_leadership());
+        }
+        self.inner.try_lead(address).await
+    }
+    async fn leader_term(&self) -> Result<Option<crate::LeaderTerm>> {
+        if !self.hook.leader_election() {
+            return Err(crate::unsupported_leadership());
+        }
+        self.inner.leader_term().await
     }
     async fn entries(&self, start: u64, end: u64) -> Result<Vec<Entry>> {
         self.inner.entries(start, end).await

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use merklog_client::export_window;
 use merklog_client::window::VerifiedWindow;
 
-use super::{print_json, CommandError, CommandResult, LogArgs, OutputArgs};
+use super::{print_json, progress, CommandError, CommandResult, LogArgs, OutputArgs};
 
 /// Arguments of `merklog export`.
 #[derive(clap::Args, Debug, Clone)]
@@ -42,14 +42,28 @@ pub async fn run(args: ExportArgs, out: &mut dyn Write) -> CommandResult {
     let since = window_time(&args.since, "--since", now)?;
     let until = window_time(&args.until, "--until", now)?;
     let mut client = args.log.connect().await?;
-    let (bundle, window) = export_window(&mut client, since, until).await?;
+    // The library fetches and checks the window in one call: a spinner
+    // says it is at work, a bar counts the entries written.
+    let spinner = progress::spinner(args.out.json, "export");
+    spinner.set_message("fetching and verifying the window's entries and proofs");
+    let exported = export_window(&mut client, since, until).await;
+    spinner.finish_and_clear();
+    let (bundle, window) = exported?;
+    let bar = progress::bar(
+        args.out.json,
+        "export: writing",
+        window.in_window.len() as u64,
+        "entries",
+    );
     write_with(&args.entries, |w| {
         for e in &window.in_window {
             serde_json::to_writer(&mut *w, e).map_err(std::io::Error::other)?;
             w.write_all(b"\n")?;
+            bar.inc(1);
         }
         Ok(())
     })?;
+    bar.finish_and_clear();
     write_with(&args.bundle, |w| {
         serde_json::to_writer(&mut *w, &bundle).map_err(std::io::Error::other)?;
         w.write_all(b"\n")

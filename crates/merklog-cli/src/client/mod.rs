@@ -13,6 +13,7 @@ pub mod emit;
 pub mod entries;
 pub mod export;
 pub mod monitor;
+pub mod progress;
 pub mod prove;
 pub mod search;
 pub mod sth;
@@ -153,6 +154,14 @@ pub enum CommandError {
     /// Output could not be written.
     #[error("cannot write the output: {0}")]
     Output(#[from] std::io::Error),
+    /// `source` stopped a command that had done part of its work (an
+    /// `append` whose later call failed); `done` says what was done and
+    /// what was not.
+    #[error("{source}; {done}")]
+    Partly {
+        source: Box<CommandError>,
+        done: String,
+    },
 }
 
 impl CommandError {
@@ -171,6 +180,7 @@ impl CommandError {
             CommandError::Client(e) => e.is_verification_failure(),
             CommandError::Problems { .. } => true,
             CommandError::Usage(_) | CommandError::Storage(_) | CommandError::Output(_) => false,
+            CommandError::Partly { source, .. } => source.is_verification_failure(),
         }
     }
 
@@ -182,6 +192,7 @@ impl CommandError {
             CommandError::Usage(_) => "usage",
             CommandError::Storage(_) => "storage",
             CommandError::Output(_) => "output",
+            CommandError::Partly { source, .. } => source.kind(),
         }
     }
 
