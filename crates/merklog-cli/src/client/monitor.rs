@@ -303,7 +303,7 @@ impl Monitor {
     pub fn stale_head(&self, step: &MonitorStep, max_age: Duration) -> Option<StaleLog> {
         let head = &step.tree_head;
         let age_ms = self.now_ms().saturating_sub(head.timestamp);
-        (u128::from(age_ms) > max_age.as_millis()).then(|| StaleLog::OldHead {
+        (u128::from(age_ms) > max_age.as_millis()).then_some(StaleLog::OldHead {
             tree_size: head.tree_size,
             timestamp_ms: head.timestamp,
             age_ms,
