@@ -21,6 +21,8 @@ fn verify_args(key: PathBuf, heads: Vec<PathBuf>, proof: Option<PathBuf>) -> Ver
         public_key: key,
         heads,
         proof,
+        entry: None,
+        entry_file: None,
         out: text(),
     }
 }
@@ -272,4 +274,138 @@ async fn verify_checks_saved_consistency_proofs() {
     let path = scratch.save("other-root.json", &other_root);
     let err = rejected(&verify_args(key, vec![second, first], Some(path)));
     assert!(matches!(err, ClientError::HeadMismatch { .. }), "{err}");
+}
+
+#[tokio::test]
+async fn verify_checks_the_record_itself_against_the_proofs_leaf_hash() {
+    let log = Log::start(TestDb::sqlite(), signer()).await;
+    log.append_batches(&[&["alpha", "beta"], &["gamma"]]).await;
+    let mut client = log.client().await;
+    let event = client
+        .append_events(vec![merklog_event::EventInput {
+            event_id: None,
+            occurred_at: "2026-12-03T14:00:00Z".into(),
+            actor: merklog_event::ActorInput {
+                id: "alice".into(),
+                kind: "user".into(),
+            },
+            action: "door.open".into(),
+            resource: None,
+            outcome: "success".into(),
+            origin: None,
+            request_id: None,
+            trace_id: None,
+            attributes: None,
+        }])
+        .await
+        .expect("the event is appended");
+    let event_index = event.events[0].proof.leaf_index;
+    let served = event.events[0].entry.clone();
+    let scratch = Scratch::new();
+    let key = scratch.key_file(&log.signer);
+
+    // A proof saved for index `index`.
+    let save_proof = |index: u64| {
+        let (proof, head) = (
+            scratch.path(&format!("proof-{index}.json")),
+            scratch.path(&format!("head-{index}.json")),
+        );
+        let args = InclusionArgs {
+            log: log.args(&scratch, None),
+            index: Some(index),
+            leaf_hash: None,
+            entry: None,
+            entry_file: None,
+            tree_size: None,
+            proof_out: Some(proof.clone()),
+            head_out: Some(head.clone()),
+            out: OutputArgs { json: true },
+        };
+        async move {
+            prove::run(ProveCommand::Inclusion(args), &mut Vec::new())
+                .await
+                .expect("prove inclusion");
+            (proof, head)
+        }
+    };
+    let (proof, head) = save_proof(1).await;
+    let with_record = |entry: Option<&str>, entry_file: Option<PathBuf>| VerifyArgs {
+        entry: entry.map(str::to_owned),
+        entry_file,
+        ..verify_args(key.clone(), vec![head.clone()], Some(proof.clone()))
+    };
+
+    let mut out = Vec::new();
+    merklog_cli::client::verify::run(with_record(Some("beta"), None), &mut out).unwrap();
+    let printed = String::from_utf8(out).unwrap();
+    assert!(
+        printed.starts_with("OK: the record, leaf 1 is in the tree of size 4"),
+        "{printed}"
+    );
+
+    // Another record, or the right one with a trailing newline (echo).
+    let err = check(&with_record(Some("alpha"), None)).unwrap_err();
+    assert_eq!(err.exit_code(), 1, "{err}");
+    let text = err.to_string();
+    assert!(
+        text.starts_with("the record is not leaf 1: its 5 bytes have leaf hash "),
+        "{text}"
+    );
+    assert!(text.contains("but the proof is for leaf hash "), "{text}");
+    let file = scratch.path("beta.txt");
+    std::fs::write(&file, "beta\n").unwrap();
+    let err = check(&with_record(None, Some(file.clone()))).unwrap_err();
+    assert_eq!(err.exit_code(), 1, "{err}");
+    assert!(
+        err.to_string()
+            .contains("without its final newline the record matches"),
+        "{err}"
+    );
+    std::fs::write(&file, "beta").unwrap();
+    check(&with_record(None, Some(file))).expect("the file holds the record");
+
+    // An event is checked by its leaf bytes, as the log stores them.
+    let (proof, head) = save_proof(event_index).await;
+    let event_file = scratch.path("event.leaf");
+    std::fs::write(&event_file, &served).unwrap();
+    let args = |file: PathBuf| VerifyArgs {
+        entry_file: Some(file),
+        ..verify_args(key.clone(), vec![head.clone()], Some(proof.clone()))
+    };
+    check(&args(event_file.clone())).expect("the event's leaf bytes match");
+    let mut changed = served.clone();
+    let at = changed.len() - 3;
+    changed[at] ^= 0x01;
+    std::fs::write(&event_file, &changed).unwrap();
+    let err = check(&args(event_file)).unwrap_err();
+    assert_eq!(err.exit_code(), 1, "{err}");
+    assert!(
+        err.to_string()
+            .contains("the bytes start as an event leaf but are not one"),
+        "{err}"
+    );
+
+    // A record needs an inclusion proof.
+    let (first, second) = (scratch.path("c-head.json"), scratch.path("c-proof.json"));
+    prove::run(
+        ProveCommand::Consistency(ConsistencyArgs {
+            log: log.args(&scratch, None),
+            first: 2,
+            second: None,
+            proof_out: Some(second.clone()),
+            head_out: Some(first.clone()),
+            first_head_out: None,
+            out: OutputArgs { json: true },
+        }),
+        &mut Vec::new(),
+    )
+    .await
+    .expect("prove consistency");
+    let err = check(&VerifyArgs {
+        entry: Some("beta".into()),
+        ..verify_args(key.clone(), vec![first], Some(second))
+    })
+    .unwrap_err();
+    assert_eq!(err.exit_code(), 2, "{err}");
+    assert!(err.to_string().contains("need an inclusion proof"), "{err}");
 }

@@ -33,6 +33,7 @@ fn monitor_args(log: &Log, scratch: &Scratch, state: &std::path::Path) -> Monito
         token: None,
         once: true,
         interval: 1,
+        max_age: None,
         check_entries: true,
         tls: Default::default(),
         safety: SafetyArgs::default(),

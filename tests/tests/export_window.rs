@@ -415,7 +415,7 @@ async fn a_moved_integration_time_is_caught_by_verify_store_and_audit() {
     .await;
 
     let report = verify_store(
-        log.store.as_ref(),
+        &mut log.store.snapshot().await.unwrap(),
         log.signer.public_key(),
         None,
         4,

@@ -15,9 +15,12 @@ mod client_common;
 use std::sync::Arc;
 
 use client_common::{signer, Log, Scratch};
+use merklog_cli::client::audit::AuditArgs;
 use merklog_cli::client::audit::{audit, AuditOptions, AuditProblem, AuditReport};
+use merklog_cli::client::entries::{self, EntriesArgs};
+use merklog_cli::client::monitor::{self, MonitorArgs};
 use merklog_cli::client::verify_store::{verify_store, StoreProblem, StoreReport};
-use merklog_cli::client::Progress;
+use merklog_cli::client::{CommandError, OutputArgs, Progress, SafetyArgs};
 use merklog_client::json::TreeHeadJson;
 use merklog_client::{Client, ClientError, TrustState};
 use merklog_merkle::Hash;
@@ -124,7 +127,7 @@ fn url_of(log: &Log) -> String {
 async fn check_store(log: &Log, trusted: Option<&TreeHeadJson>) -> StoreReport {
     let store = open_read_only(log).await;
     verify_store(
-        &store,
+        &mut store.snapshot().await.expect("a snapshot of the store"),
         log.signer.public_key(),
         trusted,
         4,
@@ -177,6 +180,27 @@ fn describe(problems: &[impl std::fmt::Display]) -> String {
     problems.iter().map(|p| format!("\n  {p}")).collect()
 }
 
+/// The entries the audit found the log refusing to serve (`DATA_LOSS`),
+/// in the order reported; fails on one whose message from the log does not
+/// name it.
+fn refused_entries(report: &AuditReport) -> Vec<u64> {
+    report
+        .problems
+        .iter()
+        .filter_map(|p| match p {
+            AuditProblem::RefusedEntry { leaf_index, error } => {
+                assert!(
+                    error.contains(&format!("entry at index {leaf_index} "))
+                        || error.contains(&format!("leaf {leaf_index} is missing")),
+                    "{error} does not name entry {leaf_index}"
+                );
+                Some(*leaf_index)
+            }
+            _ => None,
+        })
+        .collect()
+}
+
 #[tokio::test]
 async fn untouched_log_passes_every_check() {
     let (log, _scratch, state) = log_of_nine().await;
@@ -224,19 +248,13 @@ async fn tamper_a_changed_entry_is_caught_and_named() {
 
     // The server rechecks each entry against its leaf hash before serving
     // it, so it refuses with DATA_LOSS naming the row; the audit reports the
-    // refusal as a finding.
+    // refusal as a finding, and checks every other entry.
     let report = audit_log(&log).await;
-    let problems = &report.problems;
-    assert!(
-        problems
-            .iter()
-            .any(|p| matches!(p, AuditProblem::LogError { error, .. }
-            if error.contains("DataLoss") && error.contains("entry at index 4"))),
-        "{}",
-        describe(problems)
-    );
+    assert_eq!(refused_entries(&report), [4]);
+    assert_eq!(report.entries_checked, 8);
 
-    // A monitor that checks entries fails on its first catch-up.
+    // A monitor that checks entries fails on its first catch-up: evidence
+    // of tampering, exit code 1.
     let mut client = log.client().await;
     let err = merklog_cli::client::monitor::check_once(&mut client, true, &mut Progress::quiet())
         .await
@@ -245,11 +263,107 @@ async fn tamper_a_changed_entry_is_caught_and_named() {
         matches!(&err, ClientError::Status { code: tonic::Code::DataLoss, message } if message.contains("index 4")),
         "{err}"
     );
+    assert_eq!(CommandError::from(err).exit_code(), 1);
 
     // The server's start-up check reads the tree's right edge, not the
     // entries' bytes: it starts on (a). verify-store and audit are the
     // detectors for this one.
     assert!(restart(&log).await.is_none());
+}
+
+#[tokio::test]
+async fn tamper_a_several_changed_entries_are_each_named_and_exit_1_everywhere() {
+    let (log, scratch, state) = log_of_nine().await;
+    disable_triggers(&log).await;
+    // One entry in each batch.
+    for idx in [1i64, 4, 7] {
+        sqlx::query("UPDATE leaves SET entry = $1 WHERE idx = $2")
+            .bind(format!("forged {idx}").into_bytes())
+            .bind(idx)
+            .execute(superuser(&log))
+            .await
+            .unwrap();
+    }
+    enable_triggers(&log).await;
+
+    let report = check_store(&log, None).await;
+    let rows: Vec<u64> = report
+        .problems
+        .iter()
+        .map(|p| match p {
+            StoreProblem::LeafHash { idx, .. } => *idx,
+            other => panic!("{other}"),
+        })
+        .collect();
+    assert_eq!(rows, [1, 4, 7]);
+
+    // The audit goes on past each refused entry and checks the others.
+    let report = audit_log(&log).await;
+    assert_eq!(refused_entries(&report), [1, 4, 7]);
+    assert_eq!(report.problems.len(), 3, "{}", describe(&report.problems));
+    assert_eq!(report.entries_checked, 6);
+    // The command lists them, one line each, and exits 1.
+    let mut out = Vec::new();
+    let err = merklog_cli::client::audit::run(
+        AuditArgs {
+            log: log.args(&scratch, None),
+            no_proofs: false,
+            out: OutputArgs { json: false },
+        },
+        &mut out,
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.exit_code(), 1, "{err}");
+    let printed = String::from_utf8(out).unwrap();
+    for idx in [1, 4, 7] {
+        assert!(
+            printed.contains(&format!(
+                "PROBLEM: entry {idx}: the log refuses to serve it"
+            )),
+            "{printed}"
+        );
+    }
+    assert!(printed.contains("FAILED: 6 entries"), "{printed}");
+
+    // Evidence of tampering is exit code 1 in every command that meets it.
+    let err = entries::run(
+        EntriesArgs {
+            log: log.args(&scratch, None),
+            start: 0,
+            end: None,
+            out: OutputArgs { json: false },
+        },
+        &mut Vec::new(),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.exit_code(), 1, "{err}");
+    assert!(err.to_string().contains("DataLoss"), "{err}");
+    for once in [true, false] {
+        // A fresh state file: the monitor catches up from the first entry.
+        let fresh = scratch.path(&format!("fresh-{once}.json"));
+        let err = monitor::run(
+            MonitorArgs {
+                server: log.server.url(),
+                public_key: scratch.key_file(&log.signer),
+                state: fresh,
+                token: None,
+                once,
+                interval: 1,
+                max_age: None,
+                check_entries: true,
+                tls: Default::default(),
+                safety: SafetyArgs::default(),
+                out: OutputArgs { json: true },
+            },
+            &mut Vec::new(),
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(err.exit_code(), 1, "once={once}: {err}");
+    }
+    drop(state);
 }
 
 #[tokio::test]
@@ -413,15 +527,7 @@ async fn tamper_c_deleted_newest_entries_and_head_are_caught() {
     // The server that signed size 9 still serves that head, and refuses to
     // serve the entries under it, naming the one that is gone.
     let report = audit_log(&log).await;
-    assert!(
-        report
-            .problems
-            .iter()
-            .any(|p| matches!(p, AuditProblem::LogError { error, .. }
-            if error.contains("DataLoss") && error.contains("leaf 8 is missing"))),
-        "{}",
-        describe(&report.problems)
-    );
+    assert_eq!(refused_entries(&report), [8]);
 
     let reason = restart(&log).await.expect("the server refuses to start");
     assert!(reason.contains("8 leaves"), "{reason}");
@@ -463,15 +569,7 @@ async fn tamper_c_a_clean_rollback_is_caught_against_a_saved_head() {
     // The server that signed size 9 is still running: it names the first
     // entry under that head that is gone.
     let report = audit_log(&log).await;
-    assert!(
-        report
-            .problems
-            .iter()
-            .any(|p| matches!(p, AuditProblem::LogError { error, .. }
-            if error.contains("DataLoss") && error.contains("leaf 6 is missing"))),
-        "{}",
-        describe(&report.problems)
-    );
+    assert_eq!(refused_entries(&report), [6, 7, 8]);
 
     // A restarted server cannot know; an auditor with the saved head does.
     assert!(restart(&log).await.is_none());

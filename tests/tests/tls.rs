@@ -131,7 +131,18 @@ async fn plaintext_and_untrusting_clients_cannot_talk_to_a_tls_server() {
     let f = start(None, None, AuthConfig::open()).await;
     let https = f.server.url();
     let http = https.replacen("https://", "http://", 1);
-    assert!(head_over(http, None).await.is_err());
+    assert!(head_over(http.clone(), None).await.is_err());
+    // The verifying client says each cause once. (What it sees varies: a
+    // TLS record read as an HTTP/2 frame gets a hint, a reset does not.)
+    let mut plain = Client::connect(&http, f.signer.public_key().clone())
+        .await
+        .expect("TCP connects");
+    let err = plain.latest_head().await.unwrap_err();
+    let text = err.to_string();
+    let parts: Vec<&str> = text.split(": ").collect();
+    let mut distinct = parts.clone();
+    distinct.dedup();
+    assert_eq!(parts, distinct, "a cause repeated: {text}");
 
     // A client that trusts another CA refuses the server's certificate.
     let stranger = TestCa::new("some other CA");
@@ -147,6 +158,30 @@ async fn plaintext_and_untrusting_clients_cannot_talk_to_a_tls_server() {
         "{refused:?}"
     );
     assert!(refused.to_string().contains("certificate"), "{refused}");
+
+    // A TLS client at a plain-text server is told so.
+    let db = TestDb::sqlite();
+    let plain_server = TestServer::start(
+        Arc::new(db.open().await.unwrap()),
+        f.signer.clone(),
+        ServerConfig::default(),
+    )
+    .await
+    .unwrap();
+    let err = Client::connect_with_tls(
+        &plain_server.url().replacen("http://", "https://", 1),
+        f.signer.public_key().clone(),
+        Some(&client_tls(&f.ca, None)),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        err.to_string().ends_with(
+            "(the server does not seem to speak TLS: use an http:// address, or check the port)"
+        ),
+        "{err}"
+    );
+    plain_server.stop().await.unwrap();
 
     // The library will not silently drop TLS, nor send it to plain http.
     let key = f.signer.public_key().clone();

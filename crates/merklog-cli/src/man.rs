@@ -185,24 +185,54 @@ fn environment(command: &Command) -> Vec<(String, String)> {
 enum Kind {
     /// Checks a log or a document: 0, 1 for a failed check, 2 otherwise.
     Checking,
+    /// `monitor`: as [`Kind::Checking`], and 3 for a `--max-age` alarm.
+    Monitoring,
+    /// Talks to a log but checks nothing (`log-info`): 0, 1 for a
+    /// malformed answer, 2 otherwise.
+    Unverified,
     /// Anything else: 0 or 1.
     Plain,
 }
 
 impl Kind {
     fn exit_status(self) -> &'static [(&'static str, &'static str)] {
+        const PASSED: (&str, &str) = ("0", "Every check passed.");
+        const FAILED: (&str, &str) = (
+            "1",
+            "The log, the store or a saved document failed a check, or the log said its \
+             store is damaged (DATA_LOSS): evidence of tampering, a fork, a rollback or a \
+             forged record. The message names it.",
+        );
+        const NOT_MADE: (&str, &str) = (
+            "2",
+            "The check could not be made: a usage error, an unreadable file, no connection, \
+             or another error status from the log.",
+        );
         match self {
-            Kind::Checking => &[
-                ("0", "Every check passed."),
+            Kind::Checking => &[PASSED, FAILED, NOT_MADE],
+            Kind::Monitoring => &[
+                PASSED,
+                FAILED,
+                NOT_MADE,
+                (
+                    "3",
+                    "With --max-age: the log's latest head is older than that, or the log has \
+                     not been reached for longer (since the last check that passed, or the \
+                     saved head's time): a frozen or hidden log.",
+                ),
+            ],
+            Kind::Unverified => &[
+                (
+                    "0",
+                    "The server answered; what it said is printed, unverified.",
+                ),
                 (
                     "1",
-                    "The log, the store or a saved document failed a check: evidence of \
-                     tampering, a fork, a rollback or a forged record. The message names it.",
+                    "The server's answer is malformed (a key that cannot be read).",
                 ),
                 (
                     "2",
-                    "The check could not be made: a usage error, an unreadable file, no \
-                     connection, or an error status from the log.",
+                    "A usage error, no connection, or an error status from the server.",
                 ),
             ],
             Kind::Plain => &[
@@ -338,6 +368,15 @@ const EXAMPLES: &[Examples] = &[
         files: CLIENT_FILES,
     },
     Examples {
+        command: "merklog log-info",
+        kind: Kind::Unverified,
+        lines: &[
+            ("merklog log-info --server http://log.example:7300", "Prints the log ID, public key and limits the server states, marked NOT VERIFIED."),
+            ("merklog log-info --json > claimed.json", "The same as JSON, with \"verified\": false."),
+        ],
+        files: &[],
+    },
+    Examples {
         command: "merklog entries",
         kind: Kind::Checking,
         lines: &[("merklog entries --public-key log.pub --start 0 --end 10", "Prints the first ten entries, each checked.")],
@@ -373,18 +412,25 @@ const EXAMPLES: &[Examples] = &[
     Examples {
         command: "merklog verify",
         kind: Kind::Checking,
-        lines: &[(
-            "merklog verify --public-key log.pub --head head.json --proof proof.json",
-            "Checks a saved proof offline, without the log.",
-        )],
+        lines: &[
+            (
+                "merklog verify --public-key log.pub --head head.json --proof proof.json",
+                "Checks a saved proof offline, without the log.",
+            ),
+            (
+                "merklog verify --public-key log.pub --head head.json --proof proof.json --entry-file record.bin",
+                "Also checks that record.bin is the record the proof proves (its leaf hash).",
+            ),
+        ],
         files: CLIENT_FILES,
     },
     Examples {
         command: "merklog monitor",
-        kind: Kind::Checking,
+        kind: Kind::Monitoring,
         lines: &[
             ("merklog monitor --public-key log.pub --state monitor.json --once", "Checks the latest head once against the saved one."),
-            ("merklog monitor --public-key log.pub --state monitor.json --json", "Follows the log, one JSON line per check."),
+            ("merklog monitor --public-key log.pub --state monitor.json --json", "Follows the log, one JSON line per check, each with its time."),
+            ("merklog monitor --public-key log.pub --state monitor.json --max-age 15m", "Follows the log and raises an alarm (exit status 3) when its latest head is older than 15 minutes or it cannot be reached for longer."),
         ],
         files: CLIENT_FILES,
     },

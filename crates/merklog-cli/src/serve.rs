@@ -319,7 +319,11 @@ fn read_tls(args: &ServeArgs) -> anyhow::Result<Option<TlsConfig>> {
 async fn verify_whole_store(store: &AnyStore, key: &merklog_sth::PublicKey) -> anyhow::Result<()> {
     use merklog_cli::client::{verify_store::verify_store, Progress};
     let mut progress = Progress::new("verify-on-start", true);
-    let report = verify_store(store, key, None, 1000, &mut progress)
+    let mut snapshot = store
+        .snapshot()
+        .await
+        .context("cannot read the store to verify it")?;
+    let report = verify_store(&mut snapshot, key, None, 1000, &mut progress)
         .await
         .context("cannot read the store to verify it")?;
     if !report.ok() {

@@ -274,6 +274,7 @@ fn monitor_args(url: &str, key: PathBuf, state: PathBuf, once: bool) -> MonitorA
         token: None,
         once,
         interval: 0,
+        max_age: None,
         check_entries: false,
         tls: Default::default(),
         safety: SafetyArgs::default(),
@@ -635,6 +636,8 @@ fn verify_reports_a_fork_and_a_head_its_proof_does_not_use() {
         public_key: key_path.clone(),
         heads,
         proof: Some(proof.clone()),
+        entry: None,
+        entry_file: None,
         out: OutputArgs { json: false },
     };
     check(&args(vec![h5.clone()])).expect("the usual case verifies");
@@ -658,4 +661,158 @@ fn verify_reports_a_fork_and_a_head_its_proof_does_not_use() {
     let text = err.to_string();
     assert!(text.contains("#2 has size 3"), "{text}");
     assert!(text.contains("would not be checked"), "{text}");
+}
+
+/// A clock the test sets.
+#[derive(Debug, Default)]
+struct TestClock(std::sync::atomic::AtomicU64);
+
+impl TestClock {
+    fn set(&self, ms: u64) {
+        self.0.store(ms, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl merklog_client::Clock for TestClock {
+    fn now_ms(&self) -> u64 {
+        self.0.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+#[tokio::test]
+async fn max_age_raises_its_alarm_for_an_old_head_and_for_an_unreachable_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = signer();
+    let log = FakeLog::new(&key, entries(&["e0", "e1"]));
+    let server = log.start().await;
+    let state = dir.path().join("state.json");
+    let args = monitor_args(
+        &server.url,
+        key_file(dir.path(), &key, "log.pem"),
+        state.clone(),
+        false,
+    );
+    let signed = log.0.lock().unwrap().timestamp_ms;
+    let clock = Arc::new(TestClock::default());
+    clock.set(signed + 10_000);
+    let options = merklog_client::ClientOptions {
+        clock: clock.clone(),
+        ..merklog_client::ClientOptions::default()
+    };
+    let mut monitor = Monitor::with_options(&args, key.public_key().clone(), options);
+    let max_age = Duration::from_secs(60);
+
+    // A head 10 s old is fresh; the same head 61 s later is stale.
+    let step = check_monitor(&mut monitor).await.0.unwrap();
+    assert!(monitor.stale_head(&step, max_age).is_none());
+    clock.set(signed + 61_000);
+    let step = check_monitor(&mut monitor).await.0.unwrap();
+    let alarm = monitor.stale_head(&step, max_age).expect("a stale head");
+    assert!(
+        matches!(
+            alarm,
+            monitor::StaleLog::OldHead {
+                tree_size: 2,
+                age_ms: 61_000,
+                ..
+            }
+        ),
+        "{alarm:?}"
+    );
+    let text = CommandError::from(alarm).to_string();
+    assert!(text.starts_with("stale head: "), "{text}");
+    assert!(text.contains("(1700000001000 ms)"), "{text}");
+    assert!(text.contains("2023-11-14T22:13:21.000Z"), "{text}");
+    assert!(
+        text.contains("61 s ago, more than --max-age 60 s"),
+        "{text}"
+    );
+
+    // The log goes away after that check passed (at +61 s): unreachable
+    // for 30 s is tolerated, for 61 s it is the alarm.
+    server.stop().await;
+    clock.set(signed + 91_000);
+    let (err, _) = check_monitor(&mut monitor).await;
+    let err = err.unwrap_err();
+    assert!(!err.is_verification_failure(), "{err}");
+    assert!(monitor.unreachable(&err, max_age).is_none());
+    clock.set(signed + 122_001);
+    let alarm = monitor.unreachable(&err, max_age).expect("unreachable");
+    assert!(
+        matches!(alarm, monitor::StaleLog::Unreachable { for_ms: 61_001, .. }),
+        "{alarm:?}"
+    );
+    let err = CommandError::from(alarm);
+    assert_eq!(err.exit_code(), 3);
+    assert_eq!(err.kind(), "unreachable");
+    assert!(
+        err.to_string().contains("last error: cannot connect"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn monitor_exits_3_with_max_age_and_prints_json_lines_with_the_checks_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = signer();
+    // The fake log dates its heads in November 2023: long ago.
+    let log = FakeLog::new(&key, entries(&["e0", "e1", "e2"]));
+    let server = log.start().await;
+    let state = dir.path().join("state.json");
+    let key_path = key_file(dir.path(), &key, "log.pem");
+    let args = |url: &str, state: &Path, max_age: Option<u64>| MonitorArgs {
+        max_age: max_age.map(Duration::from_secs),
+        ..monitor_args(url, key_path.clone(), state.to_owned(), true)
+    };
+
+    // Without --max-age an old head passes: one JSON line, with the time
+    // of the check.
+    let mut out = Vec::new();
+    monitor::run(args(&server.url, &state, None), &mut out)
+        .await
+        .unwrap();
+    let printed = String::from_utf8(out).unwrap();
+    assert_eq!(printed.lines().count(), 1, "{printed}");
+    let line: serde_json::Value = serde_json::from_str(printed.trim_end()).unwrap();
+    assert_eq!(line["ok"], true);
+    assert_eq!(line["tree_head"]["tree_size"], 3);
+    let at_ms = line["checked_at_ms"].as_u64().unwrap();
+    assert_eq!(
+        line["checked_at"],
+        merklog_event::format_rfc3339(i64::try_from(at_ms).unwrap() * 1_000_000, 3)
+    );
+
+    // With it, the check passes (the head is saved) and the alarm follows.
+    log.serve_tree(entries(&["e0", "e1", "e2", "e3"]));
+    let mut out = Vec::new();
+    let err = monitor::run(args(&server.url, &state, Some(3600)), &mut out)
+        .await
+        .unwrap_err();
+    assert_eq!(err.exit_code(), 3, "{err}");
+    assert_eq!(err.kind(), "stale_head");
+    assert_eq!(saved_size(&state), 4);
+    let printed = String::from_utf8(out).unwrap();
+    assert_eq!(printed.lines().count(), 1, "{printed}");
+    assert_eq!(err.to_json()["error"]["exit_code"], 3);
+
+    // The log stops. With --once the last contact is the saved head's time,
+    // long ago: the alarm; without --max-age, a check that could not be
+    // made (2); with a state file that holds no head, the monitor has only
+    // just started: 2 as well.
+    let url = server.url.clone();
+    server.stop().await;
+    let err = monitor::run(args(&url, &state, Some(3600)), &mut Vec::new())
+        .await
+        .unwrap_err();
+    assert_eq!(err.exit_code(), 3, "{err}");
+    assert_eq!(err.kind(), "unreachable");
+    let err = monitor::run(args(&url, &state, None), &mut Vec::new())
+        .await
+        .unwrap_err();
+    assert_eq!(err.exit_code(), 2, "{err}");
+    let fresh = dir.path().join("fresh.json");
+    let err = monitor::run(args(&url, &fresh, Some(3600)), &mut Vec::new())
+        .await
+        .unwrap_err();
+    assert_eq!(err.exit_code(), 2, "{err}");
 }

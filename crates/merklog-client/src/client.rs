@@ -329,57 +329,7 @@ impl Client {
         key: PublicKey,
         options: ClientOptions,
     ) -> Result<Self> {
-        let url = if endpoint.contains("://") {
-            endpoint.to_owned()
-        } else {
-            format!("http://{endpoint}")
-        };
-        let token = options
-            .token
-            .as_deref()
-            .map(|t| token_header(&url, t, options.allow_insecure_token))
-            .transpose()?;
-        let tls = options.tls.as_ref();
-        let transport = |reason: String| ClientError::Transport {
-            endpoint: url.clone(),
-            reason,
-        };
-        let mut target = Endpoint::from_shared(url.clone())
-            .map_err(|e| transport(e.to_string()))?
-            .connect_timeout(std::time::Duration::from_secs(10));
-        let https = url.starts_with("https://");
-        match tls {
-            Some(tls) if https => {
-                let mut config =
-                    ClientTlsConfig::new().ca_certificate(Certificate::from_pem(&tls.ca_pem));
-                if let Some((cert, key)) = &tls.identity {
-                    config = config.identity(Identity::from_pem(cert, key));
-                }
-                target = target
-                    .tls_config(config)
-                    .map_err(|e| transport(source_chain(&e)))?;
-            }
-            Some(_) => {
-                return Err(ClientError::Input {
-                    what: "endpoint".into(),
-                    reason: format!("TLS settings were given, but {url} is not https://"),
-                })
-            }
-            None if https => {
-                return Err(ClientError::Input {
-                    what: "endpoint".into(),
-                    reason: format!(
-                        "{url} needs the CA certificate that signed the log's certificate \
-                         (--tls-ca FILE)"
-                    ),
-                })
-            }
-            None => {}
-        }
-        let channel = target
-            .connect()
-            .await
-            .map_err(|e| transport(source_chain(&e)))?;
+        let (url, channel, token) = open_channel(endpoint, &options).await?;
         let log_id = key.log_id();
         Ok(Client {
             rpc: rpc(channel.clone(), BearerToken(token)),
@@ -549,13 +499,8 @@ impl Client {
             .get_log_info(v1::GetLogInfoRequest {})
             .await?
             .into_inner();
-        let public_key =
-            PublicKey::from_der(&info.public_key_der).map_err(|e| ClientError::Malformed {
-                field: "public_key_der".into(),
-                reason: e.to_string(),
-            })?;
-        let claimed = hash_from_wire(&info.log_id, "log_id")?;
-        for got in [public_key.log_id(), LogId(claimed.0)] {
+        let (info, claimed) = log_info_from_wire(info)?;
+        for got in [info.log_id, claimed] {
             if got != self.log_id {
                 return Err(ClientError::WrongLog {
                     what: format!("the server at {}", self.endpoint),
@@ -564,19 +509,7 @@ impl Client {
                 });
             }
         }
-        Ok(LogInfo {
-            log_id: public_key.log_id(),
-            public_key,
-            hash_algorithm: info.hash_algorithm,
-            signature_algorithm: info.signature_algorithm,
-            max_entry_bytes: info.max_entry_bytes,
-            max_entries_per_append: info.max_entries_per_append,
-            max_page_size: info.max_page_size,
-            max_request_bytes: info.max_request_bytes,
-            max_events_per_append: info.max_events_per_append,
-            max_events_page_size: info.max_events_page_size,
-            max_search_window_seconds: info.max_search_window_seconds,
-        })
+        Ok(info)
     }
 
     /// Fetches the log's latest head and checks its signature and log, but
@@ -1265,6 +1198,113 @@ fn is_loopback(url: &str) -> bool {
     }
 }
 
+/// Connects to `endpoint` as [`Client::connect_with`] does: returns the
+/// URL, the channel and the token header to send.
+async fn open_channel(
+    endpoint: &str,
+    options: &ClientOptions,
+) -> Result<(String, Channel, Option<AsciiMetadataValue>)> {
+    let url = if endpoint.contains("://") {
+        endpoint.to_owned()
+    } else {
+        format!("http://{endpoint}")
+    };
+    let token = options
+        .token
+        .as_deref()
+        .map(|t| token_header(&url, t, options.allow_insecure_token))
+        .transpose()?;
+    let tls = options.tls.as_ref();
+    let transport = |reason: String| ClientError::Transport {
+        endpoint: url.clone(),
+        reason,
+    };
+    let mut target = Endpoint::from_shared(url.clone())
+        .map_err(|e| transport(e.to_string()))?
+        .connect_timeout(std::time::Duration::from_secs(10));
+    let https = url.starts_with("https://");
+    match tls {
+        Some(tls) if https => {
+            let mut config =
+                ClientTlsConfig::new().ca_certificate(Certificate::from_pem(&tls.ca_pem));
+            if let Some((cert, key)) = &tls.identity {
+                config = config.identity(Identity::from_pem(cert, key));
+            }
+            target = target
+                .tls_config(config)
+                .map_err(|e| transport(source_chain(&e)))?;
+        }
+        Some(_) => {
+            return Err(ClientError::Input {
+                what: "endpoint".into(),
+                reason: format!("TLS settings were given, but {url} is not https://"),
+            })
+        }
+        None if https => {
+            return Err(ClientError::Input {
+                what: "endpoint".into(),
+                reason: format!(
+                    "{url} needs the CA certificate that signed the log's certificate \
+                         (--tls-ca FILE)"
+                ),
+            })
+        }
+        None => {}
+    }
+    let channel = target
+        .connect()
+        .await
+        .map_err(|e| transport(source_chain(&e)))?;
+    Ok((url, channel, token))
+}
+
+/// Asks the log at `endpoint` to describe itself, pinned to no key: what
+/// its server says, checked against nothing. For a user who has no key yet,
+/// to compare with one obtained another way (`merklog log-info`). Here
+/// `log_id` is the ID the server claims, which may differ from its key's
+/// (`public_key.log_id()`); [`Client::log_info`] refuses that.
+///
+/// # Errors
+/// [`ClientError::Malformed`] for a key that cannot be read; as
+/// [`Client::connect_with`]; transport and status errors.
+pub async fn unpinned_log_info(endpoint: &str, options: ClientOptions) -> Result<LogInfo> {
+    let (_, channel, token) = open_channel(endpoint, &options).await?;
+    let info = rpc(channel, BearerToken(token))
+        .get_log_info(v1::GetLogInfoRequest {})
+        .await?
+        .into_inner();
+    let (mut info, claimed) = log_info_from_wire(info)?;
+    info.log_id = claimed;
+    Ok(info)
+}
+
+/// Reads a `LogInfo` message: the description with `log_id` its key's ID,
+/// and the ID the message claims.
+fn log_info_from_wire(info: v1::LogInfo) -> Result<(LogInfo, LogId)> {
+    let public_key =
+        PublicKey::from_der(&info.public_key_der).map_err(|e| ClientError::Malformed {
+            field: "public_key_der".into(),
+            reason: e.to_string(),
+        })?;
+    let claimed = LogId(hash_from_wire(&info.log_id, "log_id")?.0);
+    Ok((
+        LogInfo {
+            log_id: public_key.log_id(),
+            public_key,
+            hash_algorithm: info.hash_algorithm,
+            signature_algorithm: info.signature_algorithm,
+            max_entry_bytes: info.max_entry_bytes,
+            max_entries_per_append: info.max_entries_per_append,
+            max_page_size: info.max_page_size,
+            max_request_bytes: info.max_request_bytes,
+            max_events_per_append: info.max_events_per_append,
+            max_events_page_size: info.max_events_page_size,
+            max_search_window_seconds: info.max_search_window_seconds,
+        },
+        claimed,
+    ))
+}
+
 fn rpc(
     channel: Channel,
     token: BearerToken,
@@ -1308,15 +1348,10 @@ fn expect(field: &str, expected: u64, got: u64) -> Result<()> {
 
 /// Joins an error and its sources: tonic's transport errors hide the cause
 /// ("connection refused") in the chain.
-fn source_chain(e: &dyn std::error::Error) -> String {
+fn source_chain(e: &(dyn std::error::Error + 'static)) -> String {
     let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
+    crate::error::append_causes(&mut text, e.source());
+    crate::error::with_hint(text)
 }
 
 #[cfg(test)]

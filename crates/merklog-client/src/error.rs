@@ -308,29 +308,57 @@ impl From<tonic::Status> for ClientError {
         // "transport error"; the cause (a refused TLS handshake, say) is in
         // its sources, and the user needs it. A status that came over the
         // wire has no source.
-        let mut message = status.message().to_owned();
-        let mut source = std::error::Error::source(&status);
-        let local = source.is_some();
-        while let Some(s) = source {
-            let text = s.to_string();
-            if !message.ends_with(&text) {
-                message.push_str(": ");
-                message.push_str(&text);
-            }
-            source = s.source();
-        }
+        let local = std::error::Error::source(&status).is_some();
         if local {
+            let mut message = status.message().to_owned();
+            append_causes(&mut message, std::error::Error::source(&status));
             ClientError::Connection {
                 code: status.code(),
-                message,
+                message: with_hint(message),
             }
         } else {
             ClientError::Status {
                 code: status.code(),
-                message,
+                message: status.message().to_owned(),
             }
         }
     }
+}
+
+/// Appends to `text` the chain of causes from `source`, each once: the
+/// wrappers of hyper, h2 and tonic often repeat their cause's text (or
+/// wrap an error whose text is their own), and one cause per message is
+/// what a user can act on.
+pub(crate) fn append_causes(
+    text: &mut String,
+    mut source: Option<&(dyn std::error::Error + 'static)>,
+) {
+    while let Some(s) = source {
+        let part = s.to_string();
+        if !part.is_empty() && !text.contains(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+        source = s.source();
+    }
+}
+
+/// Adds what to do to a connection failure that shows a TLS/plain-text
+/// mismatch: a TLS record read as HTTP/2, or HTTP/2 read as TLS.
+pub(crate) fn with_hint(mut text: String) -> String {
+    let hint = if text.contains("frame with invalid size") {
+        Some("the server may speak TLS: use an https:// address with --tls-ca")
+    } else if text.contains("InvalidContentType") {
+        Some("the server does not seem to speak TLS: use an http:// address, or check the port")
+    } else {
+        None
+    };
+    if let Some(hint) = hint {
+        text.push_str(" (");
+        text.push_str(hint);
+        text.push(')');
+    }
+    text
 }
 
 impl From<merklog_proto::ConversionError> for ClientError {
@@ -422,6 +450,50 @@ mod tests {
             let text = e.to_string();
             assert!(!text.contains(|c: char| c.is_control()), "{text:?}");
         }
+    }
+
+    /// An error whose text is `text`, caused by `source`.
+    #[derive(Debug)]
+    struct Chain(&'static str, Option<Box<Chain>>);
+
+    impl fmt::Display for Chain {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str(self.0)
+        }
+    }
+
+    impl std::error::Error for Chain {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            self.1.as_deref().map(|c| c as _)
+        }
+    }
+
+    #[test]
+    fn each_cause_is_said_once_with_a_hint_for_a_tls_mismatch() {
+        // hyper-util wraps its io::Error in an error of the same text.
+        let refused = Chain(
+            "transport error",
+            Some(Box::new(Chain(
+                "tcp connect error",
+                Some(Box::new(Chain(
+                    "tcp connect error",
+                    Some(Box::new(Chain("Connection refused (os error 111)", None))),
+                ))),
+            ))),
+        );
+        let mut text = refused.to_string();
+        append_causes(&mut text, std::error::Error::source(&refused));
+        assert_eq!(
+            text,
+            "transport error: tcp connect error: Connection refused (os error 111)"
+        );
+        assert_eq!(with_hint(text.clone()), text);
+        assert!(with_hint("h2: frame with invalid size".into())
+            .ends_with("(the server may speak TLS: use an https:// address with --tls-ca)"));
+        assert!(
+            with_hint("received corrupt message of type InvalidContentType".into())
+                .ends_with("use an http:// address, or check the port)")
+        );
     }
 
     #[test]

@@ -33,9 +33,9 @@ pub mod window;
 
 pub use check::{verify_head, VerifiedHead, DEFAULT_MAX_CLOCK_SKEW};
 pub use client::{
-    AppendReceipt, AppendedEntry, AppendedEvent, Client, ClientOptions, ClientTls, EventHit,
-    EventReceipt, HeadsFrom, LogEntry, LogInfo, ProvenConsistency, ProvenInclusion, SearchPage,
-    ServedEntry, StateFileCheck,
+    unpinned_log_info, AppendReceipt, AppendedEntry, AppendedEvent, Client, ClientOptions,
+    ClientTls, EventHit, EventReceipt, HeadsFrom, LogEntry, LogInfo, ProvenConsistency,
+    ProvenInclusion, SearchPage, ServedEntry, StateFileCheck,
 };
 pub use clock::{Clock, FixedClock, SystemClock};
 pub use error::{ClientError, Escaped, Result};

@@ -203,6 +203,79 @@ mod tests {
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
+    /// Whether a process waits for the `flock` on the file with inode
+    /// `ino` (a `->` line of /proc/locks names a blocked waiter).
+    #[cfg(target_os = "linux")]
+    fn lock_has_a_waiter(ino: u64) -> bool {
+        let locks = std::fs::read_to_string("/proc/locks").unwrap_or_default();
+        locks.lines().any(|line| {
+            line.contains("->")
+                && line
+                    .split_whitespace()
+                    .any(|field| field.rsplit(':').next() == Some(&ino.to_string()))
+        })
+    }
+
+    /// Two monitors share a state file: one that saves while the other
+    /// holds the lock waits for it, then reads what the other saved, and
+    /// does not move the file back.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_save_waits_for_the_lock_and_then_sees_the_other_save() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        let signer = LogSigner::generate(&mut rand_core::OsRng);
+        let key = signer.public_key().clone();
+        let head = |n: u8| {
+            let leaves: Vec<_> = (0..n).map(|i| leaf_hash(&[i])).collect();
+            let sth = signer.sign(TreeHead {
+                tree_size: n.into(),
+                timestamp_ms: n.into(),
+                root_hash: merklog_merkle::merkle_tree_hash(&leaves),
+            });
+            crate::verify_head(&key, &sth, key.log_id()).unwrap()
+        };
+        TrustState::save(&path, &head(50), None).unwrap();
+
+        // The other monitor holds the lock, as it does while it saves.
+        let lock_path = dir.path().join("state.json.lock");
+        let held = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .unwrap();
+        held.lock().unwrap();
+        let ino = std::fs::metadata(&lock_path).unwrap().ino();
+
+        let saver = {
+            let (path, key, head) = (path.clone(), key.clone(), head(80));
+            std::thread::spawn(move || TrustState::save_unless_ahead(&path, &key, &head, None))
+        };
+        // Polled, not slept on: the waiter shows in /proc/locks once it
+        // blocks, and until the lock is released it cannot have saved.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while !lock_has_a_waiter(ino) {
+            assert!(!saver.is_finished(), "the save did not wait for the lock");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no waiter on the lock"
+            );
+            std::thread::yield_now();
+        }
+        assert_eq!(TrustState::load(&path, &key).unwrap().unwrap().0, head(50));
+
+        // The other monitor saves a larger head and lets go.
+        TrustState::save(&path, &head(100), None).unwrap();
+        held.unlock().unwrap();
+        assert!(
+            !saver.join().unwrap().unwrap(),
+            "the older head was not saved"
+        );
+        assert_eq!(TrustState::load(&path, &key).unwrap().unwrap().0, head(100));
+    }
+
     #[cfg(unix)]
     #[test]
     fn a_link_planted_at_the_temporary_name_is_not_followed() {

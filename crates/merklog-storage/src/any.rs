@@ -5,8 +5,9 @@ use merklog_merkle::{Hash, NodeId};
 use merklog_sth::{SignedTreeHead, TreeHead};
 
 use crate::{
-    Batch, Entry, EventHit, LeaderLease, LeaderTerm, LeafNodes, LeafTile, LogStore, PgStore,
-    Result, SqliteStore, StorageError, StoredEventRef, DEFAULT_SQLITE_PATH,
+    Batch, Entry, EventHit, LeaderLease, LeaderTerm, LeafNodes, LeafTile, LogSnapshot, LogStore,
+    PgSnapshot, PgStore, Result, SqliteSnapshot, SqliteStore, StorageError, StoredEventRef,
+    DEFAULT_SQLITE_PATH,
 };
 
 /// Either backend, so the service can pick one from its configuration.
@@ -46,6 +47,18 @@ impl AnyStore {
             target
         };
         Ok(AnyStore::Sqlite(SqliteStore::open_path(path).await?))
+    }
+
+    /// Opens a consistent, read-only view of the store
+    /// ([`PgStore::snapshot`], [`SqliteStore::snapshot`]).
+    ///
+    /// # Errors
+    /// [`StorageError::Unavailable`] when no connection can be had.
+    pub async fn snapshot(&self) -> Result<AnySnapshot> {
+        Ok(match self {
+            AnyStore::Postgres(s) => AnySnapshot::Postgres(s.snapshot().await?),
+            AnyStore::Sqlite(s) => AnySnapshot::Sqlite(s.snapshot().await?),
+        })
     }
 
     /// Returns the backend's name, for logs.
@@ -125,5 +138,55 @@ impl LogStore for AnyStore {
 
     async fn tree_head_before(&self, timestamp_ms: u64) -> Result<Option<SignedTreeHead>> {
         delegate!(self, s => s.tree_head_before(timestamp_ms))
+    }
+}
+
+/// A snapshot of either backend ([`AnyStore::snapshot`]).
+#[derive(Debug)]
+pub enum AnySnapshot {
+    Postgres(PgSnapshot),
+    Sqlite(SqliteSnapshot),
+}
+
+macro_rules! delegate_snapshot {
+    ($self:ident, $snapshot:ident => $call:expr) => {
+        match $self {
+            AnySnapshot::Postgres($snapshot) => $call.await,
+            AnySnapshot::Sqlite($snapshot) => $call.await,
+        }
+    };
+}
+
+impl LogSnapshot for AnySnapshot {
+    async fn leaf_count(&mut self) -> Result<u64> {
+        delegate_snapshot!(self, s => s.leaf_count())
+    }
+
+    async fn latest_tree_head(&mut self) -> Result<Option<SignedTreeHead>> {
+        delegate_snapshot!(self, s => s.latest_tree_head())
+    }
+
+    async fn tree_heads(
+        &mut self,
+        after: Option<TreeHead>,
+        limit: u32,
+    ) -> Result<Vec<SignedTreeHead>> {
+        delegate_snapshot!(self, s => s.tree_heads(after, limit))
+    }
+
+    async fn entries(&mut self, start: u64, end: u64) -> Result<Vec<Entry>> {
+        delegate_snapshot!(self, s => s.entries(start, end))
+    }
+
+    async fn leaves_with_nodes(&mut self, start: u64, end: u64) -> Result<Vec<LeafNodes>> {
+        delegate_snapshot!(self, s => s.leaves_with_nodes(start, end))
+    }
+
+    async fn leaf_tiles(
+        &mut self,
+        first_tile: u64,
+        end_tile: u64,
+    ) -> Result<Option<Vec<LeafTile>>> {
+        delegate_snapshot!(self, s => s.leaf_tiles(first_tile, end_tile))
     }
 }

@@ -47,6 +47,7 @@ use std::future::Future;
 use merklog_merkle::{Hash, NodeId};
 use merklog_sth::{SignedTreeHead, TreeHead};
 
+pub use any::AnySnapshot;
 pub use any::AnyStore;
 pub use batch::{Batch, Entry, LeafNodes, NewLeaf, TILE_LEAVES};
 pub use error::{Result, StorageError};
@@ -55,8 +56,8 @@ pub use leader::{LeaderLease, LeaderTerm, LEADER_LOCK_KEY};
 /// The query of [`LogStore::search_events`], re-exported so that
 /// implementors of the trait need not name `merklog-event`.
 pub use merklog_event::EventQuery;
-pub use postgres::{PgStore, DEFAULT_SEARCH_TIMEOUT};
-pub use sqlite::{SqliteStore, DEFAULT_SQLITE_PATH};
+pub use postgres::{PgSnapshot, PgStore, DEFAULT_SEARCH_TIMEOUT};
+pub use sqlite::{SqliteSnapshot, SqliteStore, DEFAULT_SQLITE_PATH};
 
 /// The largest leaf index or tree size the schema can hold (`BIGINT`).
 pub const MAX_TREE_SIZE: u64 = i64::MAX as u64;
@@ -259,6 +260,57 @@ pub trait LogStore: Send + Sync {
                 }
             }
         }
+    }
+}
+
+/// One consistent, read-only view of a log's store: every read sees the
+/// store as it was at one moment, whatever is appended meanwhile. What a
+/// checker of the whole store reads through (`verify-store`), so that
+/// leaves, tiles and heads it reads at different times cannot seem to
+/// disagree: with reads from the live store, the leaf count read first
+/// trails the head read after it while appends run.
+///
+/// The methods mean what the [`LogStore`] methods of the same names mean,
+/// at the snapshot's moment. A snapshot holds one database connection until
+/// it is dropped; it never blocks the appender.
+pub trait LogSnapshot: Send {
+    /// As [`LogStore::leaf_count`].
+    fn leaf_count(&mut self) -> impl Future<Output = Result<u64>> + Send;
+
+    /// As [`LogStore::latest_tree_head`].
+    fn latest_tree_head(&mut self) -> impl Future<Output = Result<Option<SignedTreeHead>>> + Send;
+
+    /// As [`LogStore::tree_heads`].
+    fn tree_heads(
+        &mut self,
+        after: Option<TreeHead>,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<SignedTreeHead>>> + Send;
+
+    /// As [`LogStore::entries`].
+    fn entries(&mut self, start: u64, end: u64) -> impl Future<Output = Result<Vec<Entry>>> + Send;
+
+    /// As [`LogStore::leaves_with_nodes`].
+    ///
+    /// # Errors
+    /// [`StorageError::Corrupt`] as there.
+    fn leaves_with_nodes(
+        &mut self,
+        start: u64,
+        end: u64,
+    ) -> impl Future<Output = Result<Vec<LeafNodes>>> + Send;
+
+    /// As [`LogStore::leaf_tiles`]: `None` for a store that keeps no tiles.
+    ///
+    /// # Errors
+    /// [`StorageError::Corrupt`] as there.
+    fn leaf_tiles(
+        &mut self,
+        first_tile: u64,
+        end_tile: u64,
+    ) -> impl Future<Output = Result<Option<Vec<LeafTile>>>> + Send {
+        let _ = (first_tile, end_tile);
+        async { Ok(None) }
     }
 }
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 use merklog_event::EventQuery;
 use merklog_merkle::{Hash, NodeId};
 use merklog_sth::{SignedTreeHead, TreeHead};
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
+use sqlx::postgres::{PgConnectOptions, PgExecutor, PgPool, PgPoolOptions, PgRow};
 use sqlx::Row;
 use tracing::instrument;
 
@@ -17,8 +17,8 @@ use crate::batch::{
 };
 use crate::events::{cursor_after, hit_from_row, search_sql, Bind, Dialect, EVENT_COLUMNS};
 use crate::{
-    Batch, Entry, EventHit, LeaderLease, LeaderTerm, LeafNodes, LeafTile, LogStore, Result,
-    StorageError, StoredEventRef,
+    Batch, Entry, EventHit, LeaderLease, LeaderTerm, LeafNodes, LeafTile, LogSnapshot, LogStore,
+    Result, StorageError, StoredEventRef,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/postgres");
@@ -252,44 +252,14 @@ impl LogStore for PgStore {
 
     #[instrument(skip(self))]
     async fn leaf_tiles(&self, first_tile: u64, end_tile: u64) -> Result<Option<Vec<LeafTile>>> {
-        let (first, end) = clamp_range(first_tile, end_tile);
-        let rows: Vec<(i64, Vec<u8>)> = sqlx::query_as(
-            "SELECT tile, hashes FROM leaf_tiles WHERE tile >= $1 AND tile < $2 ORDER BY tile",
-        )
-        .bind(first)
-        .bind(end)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.into_iter()
-            .map(|(tile, bytes)| {
-                let tile = from_i64(tile, "tile")?;
-                Ok((tile, tile_hashes(tile, &bytes)?))
-            })
-            .collect::<Result<_>>()
+        read_leaf_tiles(&self.pool, first_tile, end_tile)
+            .await
             .map(Some)
     }
 
     #[instrument(skip(self))]
     async fn entries(&self, start: u64, end: u64) -> Result<Vec<Entry>> {
-        let (start, end) = clamp_range(start, end);
-        let rows: Vec<(i64, Vec<u8>, Vec<u8>, i64)> = sqlx::query_as(
-            "SELECT idx, leaf_hash, entry, integrated_ms FROM leaves \
-             WHERE idx >= $1 AND idx < $2 ORDER BY idx",
-        )
-        .bind(start)
-        .bind(end)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.into_iter()
-            .map(|(idx, hash, entry, ms)| {
-                Ok(Entry {
-                    index: from_i64(idx, "idx")?,
-                    leaf_hash: hash_from_db(&hash, "leaf_hash")?,
-                    entry,
-                    integrated_ms: from_i64(ms, "integrated_ms")?,
-                })
-            })
-            .collect()
+        read_entries(&self.pool, start, end).await
     }
 
     #[instrument(skip_all, fields(hashes = hashes.len()))]
@@ -310,21 +280,12 @@ impl LogStore for PgStore {
 
     #[instrument(skip(self))]
     async fn leaf_count(&self) -> Result<u64> {
-        let count: i64 = sqlx::query_scalar("SELECT coalesce(max(idx) + 1, 0) FROM leaves")
-            .fetch_one(&self.pool)
-            .await?;
-        from_i64(count, "leaf count")
+        read_leaf_count(&self.pool).await
     }
 
     #[instrument(skip(self))]
     async fn latest_tree_head(&self) -> Result<Option<SignedTreeHead>> {
-        let row = sqlx::query(
-            "SELECT tree_size, timestamp_ms, root_hash, signature FROM tree_heads \
-             ORDER BY tree_size DESC, timestamp_ms DESC LIMIT 1",
-        )
-        .fetch_optional(&self.pool)
-        .await?;
-        row.as_ref().map(head_from_row).transpose()
+        read_latest_tree_head(&self.pool).await
     }
 
     #[instrument(skip(self))]
@@ -344,24 +305,7 @@ impl LogStore for PgStore {
 
     #[instrument(skip(self))]
     async fn tree_heads(&self, after: Option<TreeHead>, limit: u32) -> Result<Vec<SignedTreeHead>> {
-        let (size, ts) = match after {
-            None => (-1i64, -1i64),
-            Some(h) => (
-                h.tree_size.min(MAX_STORED) as i64,
-                h.timestamp_ms.min(MAX_STORED) as i64,
-            ),
-        };
-        let rows = sqlx::query(
-            "SELECT tree_size, timestamp_ms, root_hash, signature FROM tree_heads \
-             WHERE (tree_size, timestamp_ms) > ($1, $2) \
-             ORDER BY tree_size, timestamp_ms LIMIT $3",
-        )
-        .bind(size)
-        .bind(ts)
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(head_from_row).collect()
+        read_tree_heads(&self.pool, after, limit).await
     }
 
     #[instrument(skip(self))]
@@ -381,15 +325,7 @@ impl LogStore for PgStore {
 
     #[instrument(skip(self))]
     async fn leaves_with_nodes(&self, start: u64, end: u64) -> Result<Vec<LeafNodes>> {
-        let (start, end) = clamp_range(start, end);
-        let rows: Vec<(i64, Vec<u8>, Vec<u8>)> = sqlx::query_as(
-            "SELECT idx, leaf_hash, nodes FROM leaves WHERE idx >= $1 AND idx < $2 ORDER BY idx",
-        )
-        .bind(start)
-        .bind(end)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.into_iter().map(leaf_nodes_from_row).collect()
+        read_leaves_with_nodes(&self.pool, start, end).await
     }
 
     async fn try_lead(&self, address: &str) -> Result<Option<LeaderLease>> {
@@ -460,6 +396,174 @@ impl LogStore for PgStore {
         tx.commit().await?;
         rows.into_iter().map(hit_from_row).collect()
     }
+}
+
+/// One consistent, read-only view of a [`PgStore`]: a `REPEATABLE READ,
+/// READ ONLY` transaction on one connection, so that every read sees the
+/// log as it was at the first one, whatever is appended meanwhile (an
+/// append's leaves, tiles and head commit together). Rolled back when
+/// dropped.
+///
+/// The transaction holds one of the pool's connections for as long as the
+/// snapshot lives. It also keeps PostgreSQL from vacuuming rows deleted
+/// after it began, which an append-only log barely has.
+#[derive(Debug)]
+pub struct PgSnapshot {
+    tx: sqlx::Transaction<'static, sqlx::Postgres>,
+}
+
+impl PgStore {
+    /// Opens a [`PgSnapshot`] of the store.
+    ///
+    /// # Errors
+    /// [`StorageError::Unavailable`] when no connection can be had.
+    pub async fn snapshot(&self) -> Result<PgSnapshot> {
+        let tx = self
+            .pool
+            .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            .await?;
+        Ok(PgSnapshot { tx })
+    }
+}
+
+impl LogSnapshot for PgSnapshot {
+    async fn leaf_count(&mut self) -> Result<u64> {
+        read_leaf_count(&mut *self.tx).await
+    }
+
+    async fn latest_tree_head(&mut self) -> Result<Option<SignedTreeHead>> {
+        read_latest_tree_head(&mut *self.tx).await
+    }
+
+    async fn tree_heads(
+        &mut self,
+        after: Option<TreeHead>,
+        limit: u32,
+    ) -> Result<Vec<SignedTreeHead>> {
+        read_tree_heads(&mut *self.tx, after, limit).await
+    }
+
+    async fn entries(&mut self, start: u64, end: u64) -> Result<Vec<Entry>> {
+        read_entries(&mut *self.tx, start, end).await
+    }
+
+    async fn leaves_with_nodes(&mut self, start: u64, end: u64) -> Result<Vec<LeafNodes>> {
+        read_leaves_with_nodes(&mut *self.tx, start, end).await
+    }
+
+    async fn leaf_tiles(
+        &mut self,
+        first_tile: u64,
+        end_tile: u64,
+    ) -> Result<Option<Vec<LeafTile>>> {
+        read_leaf_tiles(&mut *self.tx, first_tile, end_tile)
+            .await
+            .map(Some)
+    }
+}
+
+// The reads a store and its snapshot share, on the pool or on the
+// snapshot's transaction.
+
+async fn read_leaf_tiles<'e>(
+    db: impl PgExecutor<'e>,
+    first_tile: u64,
+    end_tile: u64,
+) -> Result<Vec<LeafTile>> {
+    let (first, end) = clamp_range(first_tile, end_tile);
+    let rows: Vec<(i64, Vec<u8>)> = sqlx::query_as(
+        "SELECT tile, hashes FROM leaf_tiles WHERE tile >= $1 AND tile < $2 ORDER BY tile",
+    )
+    .bind(first)
+    .bind(end)
+    .fetch_all(db)
+    .await?;
+    rows.into_iter()
+        .map(|(tile, bytes)| {
+            let tile = from_i64(tile, "tile")?;
+            Ok((tile, tile_hashes(tile, &bytes)?))
+        })
+        .collect()
+}
+
+async fn read_entries<'e>(db: impl PgExecutor<'e>, start: u64, end: u64) -> Result<Vec<Entry>> {
+    let (start, end) = clamp_range(start, end);
+    let rows: Vec<(i64, Vec<u8>, Vec<u8>, i64)> = sqlx::query_as(
+        "SELECT idx, leaf_hash, entry, integrated_ms FROM leaves \
+         WHERE idx >= $1 AND idx < $2 ORDER BY idx",
+    )
+    .bind(start)
+    .bind(end)
+    .fetch_all(db)
+    .await?;
+    rows.into_iter()
+        .map(|(idx, hash, entry, ms)| {
+            Ok(Entry {
+                index: from_i64(idx, "idx")?,
+                leaf_hash: hash_from_db(&hash, "leaf_hash")?,
+                entry,
+                integrated_ms: from_i64(ms, "integrated_ms")?,
+            })
+        })
+        .collect()
+}
+
+async fn read_leaf_count<'e>(db: impl PgExecutor<'e>) -> Result<u64> {
+    let count: i64 = sqlx::query_scalar("SELECT coalesce(max(idx) + 1, 0) FROM leaves")
+        .fetch_one(db)
+        .await?;
+    from_i64(count, "leaf count")
+}
+
+async fn read_latest_tree_head<'e>(db: impl PgExecutor<'e>) -> Result<Option<SignedTreeHead>> {
+    let row = sqlx::query(
+        "SELECT tree_size, timestamp_ms, root_hash, signature FROM tree_heads \
+         ORDER BY tree_size DESC, timestamp_ms DESC LIMIT 1",
+    )
+    .fetch_optional(db)
+    .await?;
+    row.as_ref().map(head_from_row).transpose()
+}
+
+async fn read_tree_heads<'e>(
+    db: impl PgExecutor<'e>,
+    after: Option<TreeHead>,
+    limit: u32,
+) -> Result<Vec<SignedTreeHead>> {
+    let (size, ts) = match after {
+        None => (-1i64, -1i64),
+        Some(h) => (
+            h.tree_size.min(MAX_STORED) as i64,
+            h.timestamp_ms.min(MAX_STORED) as i64,
+        ),
+    };
+    let rows = sqlx::query(
+        "SELECT tree_size, timestamp_ms, root_hash, signature FROM tree_heads \
+         WHERE (tree_size, timestamp_ms) > ($1, $2) \
+         ORDER BY tree_size, timestamp_ms LIMIT $3",
+    )
+    .bind(size)
+    .bind(ts)
+    .bind(i64::from(limit))
+    .fetch_all(db)
+    .await?;
+    rows.iter().map(head_from_row).collect()
+}
+
+async fn read_leaves_with_nodes<'e>(
+    db: impl PgExecutor<'e>,
+    start: u64,
+    end: u64,
+) -> Result<Vec<LeafNodes>> {
+    let (start, end) = clamp_range(start, end);
+    let rows: Vec<(i64, Vec<u8>, Vec<u8>)> = sqlx::query_as(
+        "SELECT idx, leaf_hash, nodes FROM leaves WHERE idx >= $1 AND idx < $2 ORDER BY idx",
+    )
+    .bind(start)
+    .bind(end)
+    .fetch_all(db)
+    .await?;
+    rows.into_iter().map(leaf_nodes_from_row).collect()
 }
 
 /// Inserts the `events` rows of the batch's event leaves with one

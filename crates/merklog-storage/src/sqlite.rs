@@ -10,8 +10,8 @@ use merklog_event::{EventQuery, SealedEvent};
 use merklog_merkle::{Hash, NodeId};
 use merklog_sth::{SignedTreeHead, TreeHead};
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
-    SqliteSynchronous,
+    SqliteConnectOptions, SqliteExecutor, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
+    SqliteRow, SqliteSynchronous,
 };
 use sqlx::Row;
 use tracing::instrument;
@@ -24,7 +24,9 @@ use crate::events::{
     cursor_after, hit_from_row, needs_recheck, search_sql, After, Bind, Dialect, EventRow,
     EVENT_COLUMNS,
 };
-use crate::{Batch, Entry, EventHit, LeafNodes, LogStore, Result, StorageError, StoredEventRef};
+use crate::{
+    Batch, Entry, EventHit, LeafNodes, LogSnapshot, LogStore, Result, StorageError, StoredEventRef,
+};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/sqlite");
 
@@ -310,25 +312,7 @@ impl LogStore for SqliteStore {
 
     #[instrument(skip(self))]
     async fn entries(&self, start: u64, end: u64) -> Result<Vec<Entry>> {
-        let (start, end) = clamp_range(start, end);
-        let rows: Vec<(i64, Vec<u8>, Vec<u8>, i64)> = sqlx::query_as(
-            "SELECT idx, leaf_hash, entry, integrated_ms FROM leaves \
-             WHERE idx >= ? AND idx < ? ORDER BY idx",
-        )
-        .bind(start)
-        .bind(end)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.into_iter()
-            .map(|(idx, hash, entry, ms)| {
-                Ok(Entry {
-                    index: from_i64(idx, "idx")?,
-                    leaf_hash: hash_from_db(&hash, "leaf_hash")?,
-                    entry,
-                    integrated_ms: from_i64(ms, "integrated_ms")?,
-                })
-            })
-            .collect()
+        read_entries(&self.pool, start, end).await
     }
 
     #[instrument(skip_all, fields(hashes = hashes.len()))]
@@ -352,21 +336,12 @@ impl LogStore for SqliteStore {
 
     #[instrument(skip(self))]
     async fn leaf_count(&self) -> Result<u64> {
-        let count: i64 = sqlx::query_scalar("SELECT coalesce(max(idx) + 1, 0) FROM leaves")
-            .fetch_one(&self.pool)
-            .await?;
-        from_i64(count, "leaf count")
+        read_leaf_count(&self.pool).await
     }
 
     #[instrument(skip(self))]
     async fn latest_tree_head(&self) -> Result<Option<SignedTreeHead>> {
-        let row = sqlx::query(
-            "SELECT tree_size, timestamp_ms, root_hash, signature FROM tree_heads \
-             ORDER BY tree_size DESC, timestamp_ms DESC LIMIT 1",
-        )
-        .fetch_optional(&self.pool)
-        .await?;
-        row.as_ref().map(head_from_row).transpose()
+        read_latest_tree_head(&self.pool).await
     }
 
     #[instrument(skip(self))]
@@ -386,24 +361,7 @@ impl LogStore for SqliteStore {
 
     #[instrument(skip(self))]
     async fn tree_heads(&self, after: Option<TreeHead>, limit: u32) -> Result<Vec<SignedTreeHead>> {
-        let (size, ts) = match after {
-            None => (-1i64, -1i64),
-            Some(h) => (
-                h.tree_size.min(MAX_STORED) as i64,
-                h.timestamp_ms.min(MAX_STORED) as i64,
-            ),
-        };
-        let rows = sqlx::query(
-            "SELECT tree_size, timestamp_ms, root_hash, signature FROM tree_heads \
-             WHERE (tree_size, timestamp_ms) > (?, ?) \
-             ORDER BY tree_size, timestamp_ms LIMIT ?",
-        )
-        .bind(size)
-        .bind(ts)
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(head_from_row).collect()
+        read_tree_heads(&self.pool, after, limit).await
     }
 
     #[instrument(skip(self))]
@@ -423,15 +381,7 @@ impl LogStore for SqliteStore {
 
     #[instrument(skip(self))]
     async fn leaves_with_nodes(&self, start: u64, end: u64) -> Result<Vec<LeafNodes>> {
-        let (start, end) = clamp_range(start, end);
-        let rows: Vec<(i64, Vec<u8>, Vec<u8>)> = sqlx::query_as(
-            "SELECT idx, leaf_hash, nodes FROM leaves WHERE idx >= ? AND idx < ? ORDER BY idx",
-        )
-        .bind(start)
-        .bind(end)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.into_iter().map(leaf_nodes_from_row).collect()
+        read_leaves_with_nodes(&self.pool, start, end).await
     }
 
     #[instrument(skip_all, fields(ids = ids.len()))]
@@ -483,6 +433,138 @@ impl LogStore for SqliteStore {
         }
         Ok(hits)
     }
+}
+
+/// One consistent, read-only view of a [`SqliteStore`]: a read
+/// transaction on one connection. In WAL mode it reads the database as it
+/// was at its first read, whatever is appended meanwhile. Rolled back when
+/// dropped.
+#[derive(Debug)]
+pub struct SqliteSnapshot {
+    tx: sqlx::Transaction<'static, sqlx::Sqlite>,
+}
+
+impl SqliteStore {
+    /// Opens a [`SqliteSnapshot`] of the store. It takes no lock that
+    /// keeps the appender waiting; it holds one of the pool's connections
+    /// while it lives.
+    ///
+    /// # Errors
+    /// [`StorageError::Unavailable`] when no connection can be had.
+    pub async fn snapshot(&self) -> Result<SqliteSnapshot> {
+        // A deferred BEGIN: the snapshot starts at the first read.
+        let tx = self.pool.begin().await?;
+        Ok(SqliteSnapshot { tx })
+    }
+}
+
+impl LogSnapshot for SqliteSnapshot {
+    async fn leaf_count(&mut self) -> Result<u64> {
+        read_leaf_count(&mut *self.tx).await
+    }
+
+    async fn latest_tree_head(&mut self) -> Result<Option<SignedTreeHead>> {
+        read_latest_tree_head(&mut *self.tx).await
+    }
+
+    async fn tree_heads(
+        &mut self,
+        after: Option<TreeHead>,
+        limit: u32,
+    ) -> Result<Vec<SignedTreeHead>> {
+        read_tree_heads(&mut *self.tx, after, limit).await
+    }
+
+    async fn entries(&mut self, start: u64, end: u64) -> Result<Vec<Entry>> {
+        read_entries(&mut *self.tx, start, end).await
+    }
+
+    async fn leaves_with_nodes(&mut self, start: u64, end: u64) -> Result<Vec<LeafNodes>> {
+        read_leaves_with_nodes(&mut *self.tx, start, end).await
+    }
+}
+
+// The reads a store and its snapshot share, on the pool or on the
+// snapshot's transaction.
+
+async fn read_entries<'e>(db: impl SqliteExecutor<'e>, start: u64, end: u64) -> Result<Vec<Entry>> {
+    let (start, end) = clamp_range(start, end);
+    let rows: Vec<(i64, Vec<u8>, Vec<u8>, i64)> = sqlx::query_as(
+        "SELECT idx, leaf_hash, entry, integrated_ms FROM leaves \
+         WHERE idx >= ? AND idx < ? ORDER BY idx",
+    )
+    .bind(start)
+    .bind(end)
+    .fetch_all(db)
+    .await?;
+    rows.into_iter()
+        .map(|(idx, hash, entry, ms)| {
+            Ok(Entry {
+                index: from_i64(idx, "idx")?,
+                leaf_hash: hash_from_db(&hash, "leaf_hash")?,
+                entry,
+                integrated_ms: from_i64(ms, "integrated_ms")?,
+            })
+        })
+        .collect()
+}
+
+async fn read_leaf_count<'e>(db: impl SqliteExecutor<'e>) -> Result<u64> {
+    let count: i64 = sqlx::query_scalar("SELECT coalesce(max(idx) + 1, 0) FROM leaves")
+        .fetch_one(db)
+        .await?;
+    from_i64(count, "leaf count")
+}
+
+async fn read_latest_tree_head<'e>(db: impl SqliteExecutor<'e>) -> Result<Option<SignedTreeHead>> {
+    let row = sqlx::query(
+        "SELECT tree_size, timestamp_ms, root_hash, signature FROM tree_heads \
+         ORDER BY tree_size DESC, timestamp_ms DESC LIMIT 1",
+    )
+    .fetch_optional(db)
+    .await?;
+    row.as_ref().map(head_from_row).transpose()
+}
+
+async fn read_tree_heads<'e>(
+    db: impl SqliteExecutor<'e>,
+    after: Option<TreeHead>,
+    limit: u32,
+) -> Result<Vec<SignedTreeHead>> {
+    let (size, ts) = match after {
+        None => (-1i64, -1i64),
+        Some(h) => (
+            h.tree_size.min(MAX_STORED) as i64,
+            h.timestamp_ms.min(MAX_STORED) as i64,
+        ),
+    };
+    let rows = sqlx::query(
+        "SELECT tree_size, timestamp_ms, root_hash, signature FROM tree_heads \
+         WHERE (tree_size, timestamp_ms) > (?, ?) \
+         ORDER BY tree_size, timestamp_ms LIMIT ?",
+    )
+    .bind(size)
+    .bind(ts)
+    .bind(i64::from(limit))
+    .fetch_all(db)
+    .await?;
+    rows.iter().map(head_from_row).collect()
+}
+
+async fn read_leaves_with_nodes<'e>(
+    db: impl SqliteExecutor<'e>,
+    start: u64,
+    end: u64,
+) -> Result<Vec<LeafNodes>> {
+    let (start, end) = clamp_range(start, end);
+    let rows: Vec<(i64, Vec<u8>, Vec<u8>)> = sqlx::query_as(
+        "SELECT idx, leaf_hash, nodes FROM leaves WHERE idx >= ? AND idx < ? ORDER BY idx",
+    )
+    .bind(start)
+    .bind(end)
+    .fetch_all(db)
+    .await?;
+    rows.into_iter().map(leaf_nodes_from_row).collect()
 }
 
 /// Whether the event in `hit`'s entry matches `query`, by the reference

@@ -48,6 +48,11 @@ pub enum AuditProblem {
         #[serde(with = "hex_hash")]
         computed_leaf_hash: Hash,
     },
+    /// The log refuses to serve an entry its head covers, saying its store
+    /// is damaged there (`DATA_LOSS`: the stored bytes do not match the
+    /// leaf hash, or the row is gone). The audit goes on past it, but
+    /// cannot rebuild the tree (nor check the root and proofs) beyond it.
+    RefusedEntry { leaf_index: u64, error: String },
     /// The log served fewer entries than its latest head covers.
     MissingEntries { tree_size: u64, served: u64 },
     /// The entries give another root than the latest signed head.
@@ -105,6 +110,10 @@ impl fmt::Display for AuditProblem {
             } => write!(
                 f,
                 "entry {leaf_index}: its bytes hash to {computed_leaf_hash} but the log serves leaf hash {served_leaf_hash} (the entry or its leaf hash was changed)"
+            ),
+            AuditProblem::RefusedEntry { leaf_index, error } => write!(
+                f,
+                "entry {leaf_index}: the log refuses to serve it, its store is damaged there: {error}"
             ),
             AuditProblem::MissingEntries { tree_size, served } => write!(
                 f,
@@ -184,9 +193,11 @@ impl AuditReport {
 /// changes) and, with `options.proofs`, every interior node the log serves
 /// in inclusion proofs.
 ///
-/// Problems in the log's data are collected in the report; the error is
-/// for a latest head that fails (bad signature, fork, rollback) and for
-/// transport failures.
+/// Problems in the log's data are collected in the report, every one of
+/// them: past an entry the log refuses to serve (`DATA_LOSS`), the audit
+/// narrows the refused range down to single entries, names each and goes
+/// on. The error is for a latest head that fails (bad signature, fork,
+/// rollback) and for transport failures.
 ///
 /// Memory: 32 bytes per entry (the leaf hashes, kept for naming wrong
 /// proof nodes).
@@ -223,16 +234,44 @@ pub async fn audit(
         Err(e) => return Err(e),
     };
     let mut times = (!heads.is_empty()).then(|| TimeOrder::new(&heads));
-    while range.size() < n {
-        let page = match client.served_entries_page(range.size(), n).await {
+    // The next index to fetch, and how many to ask for: a whole page, or
+    // less while narrowing down entries the log refuses to serve.
+    let mut next = 0u64;
+    let mut span = u64::MAX;
+    let mut entries_checked = 0u64;
+    // Whether every entry so far was served, so that the tree is known.
+    let mut intact = true;
+    while next < n {
+        let end = next.saturating_add(span).min(n);
+        let page = match client.served_entries_page(next, end).await {
             Ok(page) => page,
-            // The log refuses to serve entries it holds (it found them
-            // damaged, say): a finding, and the audit cannot go past it.
+            // The log found entries of the range damaged: narrow the range
+            // down to each entry it refuses, report it, and go on past it.
+            Err(ClientError::Status {
+                code: tonic::Code::DataLoss,
+                message,
+            }) => {
+                if end - next > 1 {
+                    span = (end - next) / 2;
+                } else {
+                    problems.push(AuditProblem::RefusedEntry {
+                        leaf_index: next,
+                        error: message,
+                    });
+                    intact = false;
+                    next += 1;
+                    span = u64::MAX;
+                }
+                continue;
+            }
+            // The log refuses to serve entries for another reason: a
+            // finding, and the audit cannot go past it.
             Err(e) if is_refusal(&e) => {
                 problems.push(AuditProblem::LogError {
-                    during: format!("the entries from index {}", range.size()),
+                    during: format!("the entries from index {next}"),
                     error: e.to_string(),
                 });
+                intact = false;
                 break;
             }
             Err(e) => return Err(e),
@@ -240,12 +279,14 @@ pub async fn audit(
         if page.is_empty() {
             problems.push(AuditProblem::MissingEntries {
                 tree_size: n,
-                served: range.size(),
+                served: next,
             });
+            intact = false;
             break;
         }
+        span = u64::MAX;
         for e in page {
-            if last_ms.is_some_and(|ms| ms != e.integrated_ms) {
+            if intact && last_ms.is_some_and(|ms| ms != e.integrated_ms) {
                 boundaries.push((e.index, range.root()));
             }
             last_ms = Some(e.integrated_ms);
@@ -260,10 +301,14 @@ pub async fn audit(
                     computed_leaf_hash: computed,
                 });
             }
-            range.append(computed, |_, _| {});
-            leaves.push(computed);
+            if intact {
+                range.append(computed, |_, _| {});
+                leaves.push(computed);
+            }
+            entries_checked += 1;
+            next = e.index + 1;
         }
-        progress.update(range.size(), n, "entries");
+        progress.update(next, n, "entries");
     }
     if let Some(t) = times {
         problems.extend(
@@ -275,7 +320,7 @@ pub async fn audit(
                 }),
         );
     }
-    let complete = range.size() == n;
+    let complete = intact && range.size() == n;
     if complete && range.root() != head.root_hash() {
         problems.push(AuditProblem::RootMismatch {
             tree_size: n,
@@ -348,7 +393,7 @@ pub async fn audit(
     }
     Ok(AuditReport {
         tree_head: head.to_json(),
-        entries_checked: range.size(),
+        entries_checked,
         heads_checked,
         proofs_checked,
         problems,

@@ -38,6 +38,13 @@ pub async fn run(args: EntriesArgs, out: &mut dyn Write) -> CommandResult {
     let mut client = args.log.connect().await?;
     let head = client.latest_head().await?;
     let size = head.tree_size();
+    if args.start > size {
+        return Err(CommandError::Usage(format!(
+            "--start {} is past the log's size: its latest signed tree head covers {size} \
+             entries",
+            args.start
+        )));
+    }
     let end = args.end.unwrap_or(size);
     if end < args.start {
         return Err(CommandError::Usage(format!(

@@ -3,15 +3,18 @@
 //! when something does not verify.
 //!
 //! Exit codes (documented in `docs/FORMATS.md`): 0 when every check passed,
-//! 1 when the log, the store or a saved document failed a check, 2 for a
-//! usage error or when the check could not be made (no connection, an
-//! unreadable file, an error status from the log).
+//! 1 when the log, the store or a saved document failed a check, or the log
+//! said its own store is damaged (`DATA_LOSS`), 2 for a usage error or when
+//! the check could not be made (no connection, an unreadable file, another
+//! error status from the log); `monitor --max-age` adds 3 for a log whose
+//! latest head is too old or that has not been reached for too long.
 
 pub mod append;
 pub mod audit;
 pub mod emit;
 pub mod entries;
 pub mod export;
+pub mod log_info;
 pub mod monitor;
 pub mod progress;
 pub mod prove;
@@ -36,6 +39,9 @@ pub enum ClientCommand {
     Append(append::AppendArgs),
     /// Print the log's latest tree head, verified.
     Sth(sth::SthArgs),
+    /// Print what a log's server says about itself (log ID, public key,
+    /// limits), NOT verified: for a user who has no key to pin yet.
+    LogInfo(log_info::LogInfoArgs),
     /// Print entries [start, end), each checked against its leaf hash.
     Entries(entries::EntriesArgs),
     /// Fetch and verify an inclusion or consistency proof.
@@ -73,6 +79,7 @@ impl ClientCommand {
         match self {
             ClientCommand::Append(a) => a.out.json,
             ClientCommand::Sth(a) => a.out.json,
+            ClientCommand::LogInfo(a) => a.out.json,
             ClientCommand::Entries(a) => a.out.json,
             ClientCommand::Prove(p) => p.json(),
             ClientCommand::Verify(a) => a.out.json,
@@ -106,6 +113,7 @@ impl ClientCommand {
             match self {
                 ClientCommand::Append(a) => append::run(a, &mut stdout).await,
                 ClientCommand::Sth(a) => sth::run(a, &mut stdout).await,
+                ClientCommand::LogInfo(a) => log_info::run(a, &mut stdout).await,
                 ClientCommand::Entries(a) => entries::run(a, &mut stdout).await,
                 ClientCommand::Prove(p) => prove::run(p, &mut stdout).await,
                 ClientCommand::Verify(a) => verify::run(a, &mut stdout),
@@ -162,13 +170,20 @@ pub enum CommandError {
         source: Box<CommandError>,
         done: String,
     },
+    /// `monitor --max-age`: the log's latest head is too old, or the log
+    /// has not been reached for too long (exit code 3).
+    #[error(transparent)]
+    Stale(#[from] monitor::StaleLog),
 }
 
 impl CommandError {
-    /// Returns 1 for a verification failure, 2 otherwise.
+    /// Returns 1 for a verification failure, 3 for a `--max-age` alarm, 2
+    /// otherwise.
     pub fn exit_code(&self) -> u8 {
         if self.is_verification_failure() {
             1
+        } else if matches!(self, CommandError::Stale(_)) {
+            3
         } else {
             2
         }
@@ -177,9 +192,12 @@ impl CommandError {
     /// Returns true when something failed a check (exit code 1).
     pub fn is_verification_failure(&self) -> bool {
         match self {
-            CommandError::Client(e) => e.is_verification_failure(),
+            CommandError::Client(e) => is_evidence(e),
             CommandError::Problems { .. } => true,
-            CommandError::Usage(_) | CommandError::Storage(_) | CommandError::Output(_) => false,
+            CommandError::Usage(_)
+            | CommandError::Storage(_)
+            | CommandError::Output(_)
+            | CommandError::Stale(_) => false,
             CommandError::Partly { source, .. } => source.is_verification_failure(),
         }
     }
@@ -193,6 +211,7 @@ impl CommandError {
             CommandError::Storage(_) => "storage",
             CommandError::Output(_) => "output",
             CommandError::Partly { source, .. } => source.kind(),
+            CommandError::Stale(e) => e.kind(),
         }
     }
 
@@ -200,6 +219,8 @@ impl CommandError {
     fn headline(&self) -> String {
         if self.is_verification_failure() {
             format!("VERIFICATION FAILED: {self}")
+        } else if matches!(self, CommandError::Stale(_)) {
+            format!("ALARM: {self}")
         } else {
             format!("error: {self}")
         }
@@ -216,6 +237,22 @@ impl CommandError {
             }
         })
     }
+}
+
+/// Returns true when `error` is evidence that the log was tampered with or
+/// damaged: a failed check ([`ClientError::is_verification_failure`]), or
+/// the log's own answer that its store no longer holds what it signed
+/// (`DATA_LOSS`: an entry that does not match its leaf hash, a row or node
+/// gone). Every client command exits 1 on it.
+pub fn is_evidence(error: &ClientError) -> bool {
+    error.is_verification_failure()
+        || matches!(
+            error,
+            ClientError::Status {
+                code: tonic::Code::DataLoss,
+                ..
+            }
+        )
 }
 
 /// The result of a client command.
@@ -412,6 +449,15 @@ pub fn is_broken_pipe(error: &anyhow::Error) -> bool {
 /// [`CommandError::Usage`] naming the file.
 pub fn read_public_key(path: &Path) -> CommandResult<PublicKey> {
     let pem = read_text(path, "public key")?;
+    if pem.contains("PRIVATE KEY-----") {
+        // The log's signing key given where its public key belongs.
+        return Err(CommandError::Usage(format!(
+            "--public-key {0} is a private key, not a public key: print the public key with \
+             `merklog public-key --key {0} > log.pub`, pin log.pub, and keep the private key \
+             on the log's server only",
+            path.display()
+        )));
+    }
     PublicKey::from_pem(&pem).map_err(|e| CommandError::Usage(format!("{}: {e}", path.display())))
 }
 
@@ -432,13 +478,34 @@ fn print_json(out: &mut dyn Write, value: &impl serde::Serialize) -> CommandResu
     Ok(())
 }
 
+/// Prints `value` as one line of compact JSON (a line of JSON Lines).
+fn print_json_line(out: &mut dyn Write, value: &impl serde::Serialize) -> CommandResult {
+    let text = serde_json::to_string(value).map_err(std::io::Error::other)?;
+    writeln!(out, "{text}")?;
+    out.flush()?;
+    Ok(())
+}
+
+/// Formats `ms` (since the Unix epoch) as RFC 3339 / ISO 8601 in UTC with
+/// milliseconds, as human output shows times beside the milliseconds.
+pub fn format_ms(ms: u64) -> String {
+    match i64::try_from(ms)
+        .ok()
+        .and_then(|ms| ms.checked_mul(1_000_000))
+    {
+        Some(nanos) => merklog_event::format_rfc3339(nanos, 3),
+        None => "a time past the year 2262".to_owned(),
+    }
+}
+
 /// Prints a verified head in text.
 fn print_head(out: &mut dyn Write, head: &merklog_client::VerifiedHead) -> CommandResult {
     writeln!(out, "tree size:  {}", head.tree_size())?;
     writeln!(out, "root hash:  {}", head.root_hash())?;
     writeln!(
         out,
-        "timestamp:  {} ms since the Unix epoch",
+        "timestamp:  {} ({} ms since the Unix epoch)",
+        format_ms(head.timestamp_ms()),
         head.timestamp_ms()
     )?;
     writeln!(out, "log ID:     {}", head.log_id())?;

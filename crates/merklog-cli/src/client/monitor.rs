@@ -14,7 +14,8 @@ use serde::Serialize;
 
 use super::audit::is_refusal;
 use super::{
-    print_json, read_public_key, CommandResult, OutputArgs, Progress, SafetyArgs, TlsArgs,
+    format_ms, is_evidence, print_json_line, read_public_key, CommandResult, OutputArgs, Progress,
+    SafetyArgs, TlsArgs,
 };
 
 /// How many times in a row the log may refuse a consistency proof from the
@@ -59,6 +60,14 @@ pub struct MonitorArgs {
     /// Seconds between checks, at least 1.
     #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
     pub interval: u64,
+    /// Alarm (exit status 3) when the log's latest head is older than this
+    /// by this machine's clock, or the log has not been reached for longer
+    /// than this: a log that stopped signing, or is hidden, must not look
+    /// healthy. A number of seconds, or with a unit: 90s, 15m, 2h, 1d. Set
+    /// it above the log's longest interval between heads (merklog serve
+    /// signs a fresh head at least that often) plus --interval.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub max_age: Option<Duration>,
     /// Also download the new entries, check each against its leaf hash and
     /// recompute the new root from them. The first run downloads every entry.
     #[arg(long)]
@@ -245,6 +254,10 @@ pub struct Monitor {
     /// The sizes of the last refused consistency proof, and how many times
     /// in a row the log refused a proof from the same smaller size.
     refusals: Option<((u64, u64), u32)>,
+    /// When the log was last known to be up (ms since the Unix epoch): the
+    /// end of the last check that passed; before one, the saved head's
+    /// timestamp, or the monitor's start when there is none.
+    last_contact_ms: u64,
 }
 
 impl Monitor {
@@ -254,14 +267,60 @@ impl Monitor {
     /// # Errors
     /// [`super::CommandError::Usage`] when a TLS file cannot be read.
     pub fn new(args: &MonitorArgs, key: PublicKey) -> CommandResult<Self> {
-        Ok(Monitor {
+        let options = args.safety.options(args.tls.read()?, args.token.clone());
+        Ok(Self::with_options(args, key, options))
+    }
+
+    /// Returns a monitor as [`Monitor::new`] does, connecting with
+    /// `options` (a test's clock, say) instead of those `args` give.
+    pub fn with_options(args: &MonitorArgs, key: PublicKey, options: ClientOptions) -> Self {
+        // A saved head shows the log was up when it signed it; a file that
+        // does not load is reported by the first check.
+        let saved_ms = TrustState::load(&args.state, &key)
+            .ok()
+            .flatten()
+            .map(|(head, _)| head.timestamp_ms());
+        let last_contact_ms = saved_ms.unwrap_or_else(|| options.clock.now_ms());
+        Monitor {
             server: args.server.clone(),
             key,
-            options: args.safety.options(args.tls.read()?, args.token.clone()),
+            options,
             state: args.state.clone(),
             check_entries: args.check_entries,
             verified: None,
             refusals: None,
+            last_contact_ms,
+        }
+    }
+
+    /// Returns the time by the monitor's clock, in ms since the Unix epoch.
+    pub fn now_ms(&self) -> u64 {
+        self.options.clock.now_ms()
+    }
+
+    /// Returns the alarm `--max-age` raises after a check that passed with
+    /// `step`: the log's latest head is older than `max_age`.
+    pub fn stale_head(&self, step: &MonitorStep, max_age: Duration) -> Option<StaleLog> {
+        let head = &step.tree_head;
+        let age_ms = self.now_ms().saturating_sub(head.timestamp);
+        (u128::from(age_ms) > max_age.as_millis()).then_some(StaleLog::OldHead {
+            tree_size: head.tree_size,
+            timestamp_ms: head.timestamp,
+            age_ms,
+            max_age,
+        })
+    }
+
+    /// Returns the alarm `--max-age` raises after a check that could not be
+    /// made (`error`): the log has not been reached for longer than
+    /// `max_age`.
+    pub fn unreachable(&self, error: &ClientError, max_age: Duration) -> Option<StaleLog> {
+        let for_ms = self.now_ms().saturating_sub(self.last_contact_ms);
+        (u128::from(for_ms) > max_age.as_millis()).then(|| StaleLog::Unreachable {
+            since_ms: self.last_contact_ms,
+            for_ms,
+            max_age,
+            error: error.to_string(),
         })
     }
 
@@ -313,6 +372,7 @@ impl Monitor {
         }
         match check_step(&mut client, self.check_entries, also.as_ref(), progress).await {
             Ok(step) => {
+                self.last_contact_ms = self.now_ms();
                 self.verified = client
                     .trusted_head()
                     .cloned()
@@ -405,27 +465,51 @@ impl Monitor {
 /// fails. Connection problems between checks are reported and retried; a
 /// failed verification ends the monitor with exit code 1, and so does a
 /// log that refuses a consistency proof from the same size
-/// [`MAX_CONSISTENCY_REFUSALS`] times in a row.
+/// [`MAX_CONSISTENCY_REFUSALS`] times in a row. With `--max-age`, a head
+/// older than that, or a log not reached for longer, ends it with exit
+/// code 3 ([`StaleLog`]).
 ///
 /// # Errors
-/// The first verification failure; with `--once`, any error.
+/// The first verification failure or `--max-age` alarm; with `--once`, any
+/// error.
 pub async fn run(args: MonitorArgs, out: &mut dyn Write) -> CommandResult {
     let key = read_public_key(&args.public_key)?;
-    let mut progress = Progress::new("monitor: catching up", true);
+    let mut progress = Progress::new("monitor: catching up", !args.out.json);
     let mut monitor = Monitor::new(&args, key)?;
     loop {
-        let result = monitor.check(&mut progress, &mut std::io::stderr()).await;
-        match result {
-            Ok(step) => print_step(out, &step, args.out.json)?,
+        let checked_ms = monitor.now_ms();
+        match monitor.check(&mut progress, &mut std::io::stderr()).await {
+            Ok(step) => {
+                print_step(out, &step, checked_ms, args.out.json)?;
+                if let Some(alarm) = args.max_age.and_then(|max| monitor.stale_head(&step, max)) {
+                    return Err(alarm.into());
+                }
+            }
             // A token refused for the address will be refused next time too.
-            Err(e)
-                if args.once
-                    || e.is_verification_failure()
-                    || matches!(e, ClientError::InsecureToken { .. }) =>
-            {
+            Err(e) if is_evidence(&e) || matches!(e, ClientError::InsecureToken { .. }) => {
                 return Err(e.into())
             }
-            Err(e) => eprintln!("merklog: monitor: will retry: {e}"),
+            Err(e) => {
+                if let Some(alarm) = args.max_age.and_then(|max| monitor.unreachable(&e, max)) {
+                    return Err(alarm.into());
+                }
+                if args.once {
+                    return Err(e.into());
+                }
+                if args.out.json {
+                    print_json_line(
+                        out,
+                        &serde_json::json!({
+                            "ok": false,
+                            "checked_at": format_ms(checked_ms),
+                            "checked_at_ms": checked_ms,
+                            "error": {"kind": e.kind(), "message": e.to_string()},
+                            "will_retry": true,
+                        }),
+                    )?;
+                }
+                eprintln!("merklog: monitor: will retry: {e}");
+            }
         }
         if args.once {
             return Ok(());
@@ -434,23 +518,103 @@ pub async fn run(args: MonitorArgs, out: &mut dyn Write) -> CommandResult {
     }
 }
 
-fn print_step(out: &mut dyn Write, step: &MonitorStep, json: bool) -> CommandResult {
+/// Why `--max-age` raised its alarm (exit code 3).
+#[derive(Debug, thiserror::Error)]
+pub enum StaleLog {
+    /// The log answered, but its latest head is too old: it stopped
+    /// signing, or shows an old view of itself.
+    #[error("stale head: the log's latest tree head (size {tree_size}) was signed at {} ({timestamp_ms} ms), {} s ago, more than --max-age {} s: a log that signs no fresh head may be frozen or hiding its newest entries", format_ms(*timestamp_ms), age_ms / 1000, max_age.as_secs())]
+    OldHead {
+        tree_size: u64,
+        timestamp_ms: u64,
+        age_ms: u64,
+        max_age: Duration,
+    },
+    /// The log has not answered a check for too long.
+    #[error("unreachable: the log has not been reached since {} ({since_ms} ms), {} s ago, more than --max-age {} s; last error: {error}", format_ms(*since_ms), for_ms / 1000, max_age.as_secs())]
+    Unreachable {
+        since_ms: u64,
+        for_ms: u64,
+        max_age: Duration,
+        error: String,
+    },
+}
+
+impl StaleLog {
+    /// Returns a short, stable name for scripts.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            StaleLog::OldHead { .. } => "stale_head",
+            StaleLog::Unreachable { .. } => "unreachable",
+        }
+    }
+}
+
+/// Parses `--max-age`: seconds, or a number with the unit `s`, `m`, `h` or
+/// `d`; at least 1 s.
+///
+/// # Errors
+/// A message naming the accepted forms.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let (number, unit) = match text.find(|c: char| !c.is_ascii_digit()) {
+        Some(at) => text.split_at(at),
+        None => (text, "s"),
+    };
+    let scale = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => 0,
+    };
+    let seconds = number
+        .parse::<u64>()
+        .ok()
+        .filter(|_| scale > 0)
+        .and_then(|n| n.checked_mul(scale))
+        .ok_or_else(|| {
+            format!("{text:?} is not a duration: give seconds, or a number with s, m, h or d (90s, 15m, 2h, 1d)")
+        })?;
+    if seconds == 0 {
+        return Err("must be at least 1 s".into());
+    }
+    Ok(Duration::from_secs(seconds))
+}
+
+/// Prints one check: in text a line starting with the check's time; with
+/// `--json` one JSON line (JSON Lines), with the check's time.
+fn print_step(
+    out: &mut dyn Write,
+    step: &MonitorStep,
+    checked_ms: u64,
+    json: bool,
+) -> CommandResult {
     if json {
-        return print_json(
+        return print_json_line(
             out,
-            &serde_json::json!({"ok": true, "previous": step.previous, "tree_head": step.tree_head, "entries_checked": step.entries_checked}),
+            &serde_json::json!({
+                "ok": true,
+                "checked_at": format_ms(checked_ms),
+                "checked_at_ms": checked_ms,
+                "previous": step.previous,
+                "tree_head": step.tree_head,
+                "entries_checked": step.entries_checked,
+            }),
         );
     }
     let h = &step.tree_head;
+    let at = format_ms(checked_ms);
+    let signed = format_ms(h.timestamp);
     match &step.previous {
         None => writeln!(
             out,
-            "OK: first look: trusting the tree head of size {} (root {}), signature verified",
+            "{at} OK: first look: trusting the tree head of size {} (root {}, signed {signed}), signature verified",
             h.tree_size, h.root_hash
         )?,
         Some(p) => writeln!(
             out,
-            "OK: tree size {} -> {} (root {}): signature verified, consistent with the saved head",
+            "{at} OK: tree size {} -> {} (root {}, signed {signed}): signature verified, consistent with the saved head",
             p.tree_size, h.tree_size, h.root_hash
         )?,
     }
@@ -463,4 +627,23 @@ fn print_step(out: &mut dyn Write, step: &MonitorStep, json: bool) -> CommandRes
     }
     out.flush()?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn max_age_takes_seconds_or_a_unit() {
+        assert_eq!(parse_duration("90"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("90s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("15m"), Ok(Duration::from_secs(900)));
+        assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
+        assert_eq!(parse_duration("1d"), Ok(Duration::from_secs(86_400)));
+        for bad in ["", "m", "1.5h", "10w", "-5", "5 m", "99999999999999999999d"] {
+            let e = parse_duration(bad).unwrap_err();
+            assert!(e.contains("not a duration"), "{bad:?}: {e}");
+        }
+        assert_eq!(parse_duration("0s").unwrap_err(), "must be at least 1 s");
+    }
 }

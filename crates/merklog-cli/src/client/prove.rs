@@ -8,7 +8,7 @@ use merklog_client::json::{ConsistencyProofJson, InclusionProofJson, TreeHeadJso
 use merklog_merkle::Hash;
 use serde::Serialize;
 
-use super::{print_json, save_json, CommandError, CommandResult, LogArgs, OutputArgs};
+use super::{format_ms, print_json, save_json, CommandError, CommandResult, LogArgs, OutputArgs};
 
 /// `merklog prove …`.
 #[derive(clap::Subcommand, Debug, Clone)]
@@ -152,11 +152,12 @@ async fn inclusion(args: InclusionArgs, out: &mut dyn Write) -> CommandResult {
     let p = &proven.proof;
     writeln!(
         out,
-        "leaf {} (hash {}) is in the tree of size {} (root {}), signed {} ms since the epoch",
+        "leaf {} (hash {}) is in the tree of size {} (root {}), signed {} ({} ms since the epoch)",
         p.leaf_index,
         p.leaf_hash,
         p.tree_size,
         p.root_hash,
+        format_ms(proven.head.timestamp_ms()),
         proven.head.timestamp_ms()
     )?;
     writeln!(out, "inclusion proof ({} hashes, verified):", p.proof.len())?;

@@ -1,11 +1,12 @@
 //! `merklog verify`: check saved documents offline, with a public key and
 //! no server.
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::PathBuf;
 
-use merklog_client::json::{ProofJson, TreeHeadJson};
+use merklog_client::json::{InclusionProofJson, ProofJson, TreeHeadJson};
 use merklog_client::offline::{parse, verify_saved, Verified};
+use merklog_merkle::leaf_hash;
 
 use super::{print_json, read_public_key, read_text, CommandError, CommandResult, OutputArgs};
 
@@ -24,6 +25,17 @@ pub struct VerifyArgs {
     /// the tree head's signature is checked.
     #[arg(long)]
     pub proof: Option<PathBuf>,
+    /// The record itself (as text): its RFC 6962 leaf hash, SHA-256(0x00 ||
+    /// bytes), must be the leaf hash the inclusion proof proves. Needs an
+    /// inclusion --proof.
+    #[arg(long, conflicts_with = "entry_file", requires = "proof")]
+    pub entry: Option<String>,
+    /// The record itself, read from a file (`-` for stdin) byte for byte,
+    /// checked as --entry is. An audit event is checked by its leaf bytes
+    /// (the merklog.event.v1 line and canonical JSON the log stores, which
+    /// merklog entries prints).
+    #[arg(long, value_name = "FILE", requires = "proof")]
+    pub entry_file: Option<PathBuf>,
     #[command(flatten)]
     pub out: OutputArgs,
 }
@@ -57,7 +69,75 @@ pub fn check(args: &VerifyArgs) -> CommandResult<Verified> {
         }
         None => None,
     };
-    Ok(verify_saved(&key, proof.as_ref(), &heads)?)
+    let record = read_record(args)?;
+    let verified = verify_saved(&key, proof.as_ref(), &heads)?;
+    if let Some(bytes) = record {
+        match &proof {
+            Some(ProofJson::Inclusion(p)) => check_record(p, &bytes)?,
+            _ => {
+                return Err(CommandError::Usage(
+                    "--entry and --entry-file need an inclusion proof (--proof): a consistency \
+                     proof proves no record"
+                        .into(),
+                ))
+            }
+        }
+    }
+    Ok(verified)
+}
+
+/// Reads `--entry` or `--entry-file`, if given.
+fn read_record(args: &VerifyArgs) -> CommandResult<Option<Vec<u8>>> {
+    if let Some(text) = &args.entry {
+        return Ok(Some(text.clone().into_bytes()));
+    }
+    let Some(path) = &args.entry_file else {
+        return Ok(None);
+    };
+    if path.as_os_str() == "-" {
+        let mut bytes = Vec::new();
+        std::io::stdin().lock().read_to_end(&mut bytes)?;
+        return Ok(Some(bytes));
+    }
+    std::fs::read(path).map(Some).map_err(|e| {
+        CommandError::Usage(format!(
+            "cannot read the --entry-file {}: {e}",
+            path.display()
+        ))
+    })
+}
+
+/// Checks that `bytes` are the record `proof` proves: their leaf hash is
+/// the proof's.
+///
+/// # Errors
+/// [`CommandError::Problems`] (exit code 1) naming both hashes.
+pub fn check_record(proof: &InclusionProofJson, bytes: &[u8]) -> CommandResult {
+    let computed = leaf_hash(bytes);
+    if computed == proof.leaf_hash {
+        return Ok(());
+    }
+    let mut summary = format!(
+        "the record is not leaf {}: its {} bytes have leaf hash {computed} (SHA-256(0x00 || \
+         bytes), RFC 6962), but the proof is for leaf hash {}; the record was changed, or it \
+         is another one",
+        proof.leaf_index,
+        bytes.len(),
+        proof.leaf_hash
+    );
+    if bytes.starts_with(merklog_event::ENTRY_PREFIX) {
+        if let Err(e) = merklog_event::SealedEvent::parse(bytes) {
+            summary.push_str(&format!(
+                " (the bytes start as an event leaf but are not one: {e})"
+            ));
+        }
+    } else if bytes.ends_with(b"\n") && leaf_hash(&bytes[..bytes.len() - 1]) == proof.leaf_hash {
+        summary.push_str(
+            "; without its final newline the record matches: the file has a newline the \
+             record does not (printf '%s' rather than echo)",
+        );
+    }
+    Err(CommandError::Problems { summary })
 }
 
 /// Checks the documents and prints what they prove.
@@ -79,7 +159,12 @@ pub fn run(args: VerifyArgs, out: &mut dyn Write) -> CommandResult {
         Verified::Inclusion { head, leaf_index } => (
             "inclusion",
             format!(
-                "OK: leaf {leaf_index} is in the tree of size {} (root {}) signed by log {}",
+                "OK: {} {leaf_index} is in the tree of size {} (root {}) signed by log {}",
+                if args.entry.is_some() || args.entry_file.is_some() {
+                    "the record, leaf"
+                } else {
+                    "leaf"
+                },
                 head.tree_size(),
                 head.root_hash(),
                 head.log_id()

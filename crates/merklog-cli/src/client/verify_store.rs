@@ -14,7 +14,7 @@ use merklog_client::window::TimeOrder;
 use merklog_client::TrustState;
 use merklog_merkle::{empty_root, leaf_hash, CompactRange, Hash};
 use merklog_sth::{PublicKey, SignedTreeHead, TreeHead};
-use merklog_storage::{AnyStore, LogStore, StorageError, TILE_LEAVES};
+use merklog_storage::{AnyStore, LogSnapshot, StorageError, TILE_LEAVES};
 use serde::Serialize;
 
 use super::{
@@ -89,6 +89,9 @@ pub enum StoreProblem {
         #[serde(with = "hex_hash")]
         computed: Hash,
     },
+    /// Not one stored head verifies with the key: the store is another
+    /// log's, or the key is wrong.
+    OtherKey { heads: u64, log_id: String },
     /// A tree head covers more leaves than are stored.
     HeadBeyondLeaves {
         tree_size: u64,
@@ -159,6 +162,10 @@ impl fmt::Display for StoreProblem {
             } => write!(
                 f,
                 "tree_heads row (tree_size={tree_size}, timestamp_ms={timestamp_ms}): root_hash {signed} but the stored leaves give {computed}"
+            ),
+            StoreProblem::OtherKey { heads, log_id } => write!(
+                f,
+                "none of the {heads} signed heads in tree_heads verifies with the public key given (log ID {log_id}): this store is signed by another key; check --public-key (or, if the key is right, every head was replaced)"
             ),
             StoreProblem::HeadBeyondLeaves {
                 tree_size,
@@ -236,11 +243,15 @@ struct Checkpoint {
 /// holds the tree of `trusted`. Every disagreement is collected, naming its
 /// row; `progress` is called after each page.
 ///
+/// Everything is read from `store`, one consistent snapshot
+/// ([`AnyStore::snapshot`]), so appends that run meanwhile cannot make the
+/// leaves, tiles and heads seem to disagree.
+///
 /// # Errors
 /// When the store cannot be read (a row of the wrong shape is reported as a
 /// problem instead).
-pub async fn verify_store<S: LogStore>(
-    store: &S,
+pub async fn verify_store<S: LogSnapshot>(
+    store: &mut S,
     key: &PublicKey,
     trusted: Option<&TreeHeadJson>,
     page_size: u64,
@@ -260,14 +271,25 @@ pub async fn verify_store<S: LogStore>(
     }
     let leaves = store.leaf_count().await?;
     let latest = store.latest_tree_head().await?;
-    for h in &heads {
-        if let Err(e) = key.verify(h) {
-            problems.push(StoreProblem::HeadSignature {
+    let bad_signatures: Vec<StoreProblem> = heads
+        .iter()
+        .filter_map(|h| {
+            key.verify(h).err().map(|e| StoreProblem::HeadSignature {
                 tree_size: h.head.tree_size,
                 timestamp_ms: h.head.timestamp_ms,
                 error: e.to_string(),
-            });
-        }
+            })
+        })
+        .collect();
+    if heads.len() > 1 && bad_signatures.len() == heads.len() {
+        // Not one head verifies: the key given is not this store's, which
+        // one line says better than a line per head.
+        problems.push(StoreProblem::OtherKey {
+            heads: heads.len() as u64,
+            log_id: key.log_id().to_string(),
+        });
+    } else {
+        problems.extend(bad_signatures);
     }
     match &latest {
         None if leaves > 0 => problems.push(StoreProblem::NoHead { leaves }),
@@ -505,8 +527,8 @@ pub async fn verify_store<S: LogStore>(
 /// Compares the stored tile of each complete block in `blocks` (tile index,
 /// its leaves' hashes as stored in `leaves`) with those leaf hashes; returns
 /// how many blocks were compared (none when the store keeps no tiles).
-async fn check_tiles<S: LogStore>(
-    store: &S,
+async fn check_tiles<S: LogSnapshot>(
+    store: &mut S,
     blocks: &[(u64, Vec<Hash>)],
     problems: &mut Vec<StoreProblem>,
 ) -> Result<u64, StorageError> {
@@ -577,9 +599,10 @@ pub async fn run(args: VerifyStoreArgs, out: &mut dyn Write) -> CommandResult {
         }
     }
     let store = AnyStore::open(url).await?;
+    let mut snapshot = store.snapshot().await?;
     let mut progress = Progress::new("verify-store", true);
     let report = verify_store(
-        &store,
+        &mut snapshot,
         &key,
         trusted.as_ref(),
         args.page_size,
