@@ -92,6 +92,7 @@ fn config() -> SequencerConfig {
         max_batch_delay: Duration::ZERO,
         queue_capacity: 100_000,
         queue_capacity_bytes: 256 << 20,
+        max_head_age: None,
     }
 }
 

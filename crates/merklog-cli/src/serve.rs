@@ -41,6 +41,12 @@ pub struct ServeArgs {
     /// counted with 64 bytes of overhead) before appends are refused.
     #[arg(long, env = "MERKLOG_QUEUE_CAPACITY_BYTES", default_value_t = SequencerConfig::default().queue_capacity_bytes)]
     pub queue_capacity_bytes: usize,
+    /// How old the latest signed tree head may grow, in seconds, while
+    /// nobody appends: then the log signs and stores a fresh head of the
+    /// same size with the current time, so that monitors can tell an idle
+    /// log from a frozen one. 0 turns it off (at least 1 otherwise).
+    #[arg(long, env = "MERKLOG_MAX_HEAD_AGE_SECS", default_value_t = merklog_server::config::DEFAULT_MAX_HEAD_AGE.as_secs())]
+    pub max_head_age_secs: u64,
     /// The largest entry accepted, in bytes.
     #[arg(long, env = "MERKLOG_MAX_ENTRY_BYTES", default_value_t = Limits::default().max_entry_bytes)]
     pub max_entry_bytes: usize,
@@ -252,6 +258,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             max_batch_delay: Duration::from_millis(args.batch_max_delay_ms),
             queue_capacity: args.queue_capacity,
             queue_capacity_bytes: args.queue_capacity_bytes,
+            max_head_age: (args.max_head_age_secs > 0)
+                .then(|| Duration::from_secs(args.max_head_age_secs)),
         },
         deployment,
         allow_open_access: args.allow_open_access,

@@ -336,3 +336,60 @@ async fn a_second_standalone_instance_refuses_to_start_while_one_runs() {
     let index = append_when_leading(&first.url, &key, b"second").await;
     assert_eq!(index, 1);
 }
+
+/// A SQLite file has no leader election: a second `merklog serve` on it is
+/// refused at once, naming the file and the holder, while the first goes on
+/// appending; once the first has stopped, the next one serves the log on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_serve_on_one_sqlite_file_is_refused_while_one_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let (key_path, signer) = new_log_key(dir.path());
+    let key = signer.public_key().clone();
+    let log = dir.path().join("servers.log");
+    let db = dir.path().join("log.db");
+    let db_arg = db.to_str().unwrap();
+
+    let first = Instance::new();
+    let mut running = start_on(first.port, db_arg, &key_path, &log, &[]).await;
+    append_when_leading(&first.url, &key, b"first").await;
+
+    // Named by a URL rather than a path: the same file all the same.
+    let second = tokio::time::timeout(
+        Duration::from_secs(60),
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_merklog"))
+            .args(["serve", "--listen", &format!("127.0.0.1:{}", free_port())])
+            .args(["--database-url", &format!("sqlite://{}", db.display())])
+            .arg("--key")
+            .arg(&key_path)
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("a refused serve exits at once")
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert!(!second.status.success(), "{stderr}");
+    let pid = running.child.id().unwrap();
+    let canonical = std::fs::canonicalize(&db).unwrap();
+    assert!(
+        stderr.contains(&format!(
+            "another merklog process (pid {pid}) holds the SQLite store {} (lock file {}.lock)",
+            canonical.display(),
+            canonical.display()
+        )),
+        "{stderr}"
+    );
+
+    // The first serves on, undisturbed.
+    assert_eq!(
+        append_when_leading(&first.url, &key, b"still first").await,
+        1
+    );
+
+    // Killed (no clean stop), it leaves the lock file but not the lock.
+    running.child.start_kill().unwrap();
+    running.child.wait().await.unwrap();
+    assert!(dir.path().join("log.db.lock").exists());
+    let _next = start_on(first.port, db_arg, &key_path, &log, &[]).await;
+    assert_eq!(append_when_leading(&first.url, &key, b"second").await, 2);
+}

@@ -169,7 +169,21 @@ pub struct SequencerConfig {
     /// where the entry count alone would allow `queue_capacity` entries of
     /// the largest size.
     pub queue_capacity_bytes: usize,
+    /// How old (by the server's clock) the latest signed head may grow
+    /// while no append comes: then the sequencer signs and stores a fresh
+    /// head of the same size, root and a new timestamp, so that a monitor
+    /// can tell an idle log from a frozen or hidden one. `None` never
+    /// re-signs (a monitor's age alarm then fires on every idle log).
+    pub max_head_age: Option<Duration>,
 }
+
+/// The shortest [`SequencerConfig::max_head_age`]: heads are dated in
+/// milliseconds and each one is a stored row.
+pub const MIN_MAX_HEAD_AGE: Duration = Duration::from_secs(1);
+
+/// The default [`SequencerConfig::max_head_age`]: a fresh head a minute,
+/// about half a million rows of `tree_heads` a year on an idle log.
+pub const DEFAULT_MAX_HEAD_AGE: Duration = Duration::from_secs(60);
 
 /// What a queued entry costs besides its bytes: its leaf hash and the
 /// vector that holds it.
@@ -182,6 +196,7 @@ impl Default for SequencerConfig {
             max_batch_delay: Duration::from_millis(2),
             queue_capacity: 100_000,
             queue_capacity_bytes: 256 << 20,
+            max_head_age: Some(DEFAULT_MAX_HEAD_AGE),
         }
     }
 }
@@ -306,6 +321,12 @@ impl ServerConfig {
         }
         if s.max_batch_entries == 0 {
             return Err("max batch entries must be at least 1".into());
+        }
+        if s.max_head_age.is_some_and(|age| age < MIN_MAX_HEAD_AGE) {
+            return Err(format!(
+                "the maximum head age must be at least {} s (or off)",
+                MIN_MAX_HEAD_AGE.as_secs()
+            ));
         }
         if s.queue_capacity < l.max_entries_per_append {
             return Err(format!(

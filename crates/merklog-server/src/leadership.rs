@@ -309,8 +309,8 @@ impl<S: LogStore + Send + Sync + 'static> Coordinator<S> {
 /// What runs beside the transport: the sequencer of a standalone instance,
 /// or the coordinator that follows and leads.
 pub(crate) enum Running {
-    /// A standalone instance on a store without a leader lock (SQLite: one
-    /// process per file).
+    /// A standalone instance on a store without a leader lock (an
+    /// in-memory SQLite database, a test's store).
     Standalone {
         role: watch::Sender<InstanceRole>,
         sequencer: JoinHandle<()>,
@@ -451,9 +451,10 @@ pub(crate) fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
 }
 
 /// Takes the leader lock for a standalone instance, so that a second one
-/// started on the same database by mistake refuses to start (after 5 s)
-/// instead of failing every batch of the first. `None` on a store without
-/// leader election (SQLite: one process per file).
+/// started on the same database by mistake refuses to start (after 5 s on
+/// PostgreSQL, at once on a SQLite file's lock) instead of failing every
+/// batch of the first, or, on SQLite, serving heads of its own. `None` on
+/// a store without leader election (an in-memory SQLite database).
 async fn take_sole_lead<S: LogStore>(
     store: &S,
     address: &str,
@@ -464,6 +465,10 @@ async fn take_sole_lead<S: LogStore>(
         match store.try_lead(address).await {
             Ok(Some(lease)) => return Ok(Some(lease)),
             Err(StorageError::Unsupported { .. }) => return Ok(None),
+            // The kernel frees a file lock when its process dies: no grace.
+            Err(e @ StorageError::StoreLocked { .. }) => {
+                return Err(StartupError::Inconsistent(e.to_string()).into())
+            }
             Err(e) => return Err(StartupError::Storage(e).into()),
             Ok(None) => tokio::time::sleep(Duration::from_millis(100)).await,
         }

@@ -42,7 +42,7 @@ use tonic::transport::server::TcpIncoming;
 
 pub use admission::{AdmissionLayer, Caller};
 pub use auth::{token_hash, AuthConfig, Role};
-pub use clock::{Clock, SystemClock};
+pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{Deployment, Limits, SequencerConfig, ServerConfig, TransportLimits};
 use leadership::Running;
 pub use leadership::{InstanceRole, LogKeys, Polling};

@@ -286,7 +286,23 @@ pub struct Sequencer<S> {
     /// Set after a failed commit: the store may have committed after all
     /// (the connection broke after COMMIT), so reload before the next batch.
     needs_resync: bool,
+    /// After a failed re-signing of an idle head, when to try again (clock
+    /// milliseconds); 0 before any failure.
+    resign_retry_at_ms: u64,
 }
+
+/// What an idle sequencer woke up for.
+enum Idle {
+    Job(Job),
+    /// The latest head is older than the maximum head age.
+    HeadTooOld,
+    /// Every handle is gone: the server is stopping.
+    Closed,
+}
+
+/// How long after a failed re-signing of an idle head the sequencer tries
+/// again.
+const RESIGN_RETRY_MS: u64 = 5_000;
 
 impl<S: LogStore + Send + Sync + 'static> Sequencer<S> {
     /// Checks the stored log against itself and `signer`'s key, publishes
@@ -350,6 +366,7 @@ impl<S: LogStore + Send + Sync + 'static> Sequencer<S> {
             latest: latest_tx,
             node_cache: node_cache.clone(),
             needs_resync: false,
+            resign_retry_at_ms: 0,
         };
         let task = tokio::spawn(sequencer.run(jobs_rx));
         let handle = SequencerHandle {
@@ -388,9 +405,13 @@ impl<S: LogStore + Send + Sync + 'static> Sequencer<S> {
             match in_flight.as_mut() {
                 None => {
                     if waiting.is_empty() {
-                        match queue.recv().await {
-                            Some(job) => take(job, &mut waiting, &mut size),
-                            None => break,
+                        match self.wait_idle(&mut queue).await {
+                            Idle::Job(job) => take(job, &mut waiting, &mut size),
+                            Idle::HeadTooOld => {
+                                self.refresh_head().await;
+                                continue;
+                            }
+                            Idle::Closed => break,
                         }
                     }
                     // Appends that queued meanwhile join at once.
@@ -488,35 +509,111 @@ impl<S: LogStore + Send + Sync + 'static> Sequencer<S> {
         tracing::debug!("sequencer queue closed");
     }
 
+    /// Waits, with nothing queued and nothing in flight, for the next
+    /// append, or until the latest head is older than
+    /// [`SequencerConfig::max_head_age`] by the injected clock (a timer
+    /// that resolves first wins, so a stream of appends that add nothing,
+    /// all duplicates, cannot keep the head from being renewed).
+    async fn wait_idle(&mut self, queue: &mut mpsc::UnboundedReceiver<Job>) -> Idle {
+        let Some(deadline_ms) = self.resign_at_ms() else {
+            return queue.recv().await.map_or(Idle::Closed, Idle::Job);
+        };
+        let clock = self.clock.clone();
+        tokio::select! {
+            biased;
+            () = clock.sleep_until_ms(deadline_ms) => Idle::HeadTooOld,
+            job = queue.recv() => job.map_or(Idle::Closed, Idle::Job),
+        }
+    }
+
+    /// When the latest head is due to be re-signed, in the clock's
+    /// milliseconds; `None` when re-signing is off.
+    fn resign_at_ms(&self) -> Option<u64> {
+        let age = u64::try_from(self.config.max_head_age?.as_millis()).unwrap_or(u64::MAX);
+        let due = self.latest.borrow().head.timestamp_ms.saturating_add(age);
+        Some(due.max(self.resign_retry_at_ms))
+    }
+
+    /// Signs and stores a head of the tree as it is, dated now, and
+    /// publishes it: the log's way of saying it is alive while nobody
+    /// appends. Same size and root as the latest head, a later timestamp
+    /// (the schema keeps every head, one row per (size, timestamp)). A
+    /// failure is retried after a short pause; callers never wait on it.
+    async fn refresh_head(&mut self) {
+        if let Err(e) = self.resync().await {
+            tracing::warn!(error = %e, "cannot resynchronise with the store to re-sign the head");
+            self.resign_retry_at_ms = self.clock.now_ms().saturating_add(RESIGN_RETRY_MS);
+            return;
+        }
+        let latest = self.latest.borrow().clone();
+        let now_ms = self.clock.now_ms();
+        // A wait that resolved early, or a clock set back meanwhile: the
+        // head is not due yet (and a head must not be dated before it).
+        if self.resign_at_ms().is_none_or(|due| now_ms < due) {
+            return;
+        }
+        let head = self.signer.sign(TreeHead {
+            timestamp_ms: now_ms,
+            ..latest.head
+        });
+        let batch = Batch {
+            first_index: head.head.tree_size,
+            leaves: Vec::new(),
+            nodes: Vec::new(),
+            tree_head: head.clone(),
+            integrated_ms: now_ms,
+        };
+        match self.store.append_batch(&batch).await {
+            Ok(()) => {
+                tracing::debug!(
+                    tree_size = head.head.tree_size,
+                    timestamp_ms = now_ms,
+                    previous_ms = latest.head.timestamp_ms,
+                    "re-signed the head of an idle log"
+                );
+                self.latest.send_replace(head);
+            }
+            Err(e) => {
+                crate::metrics::storage_error("refresh_head");
+                tracing::warn!(error = %e, "cannot store a fresh head of the idle log; retrying");
+                // Another writer may have moved the store: reload first.
+                self.needs_resync = true;
+                self.resign_retry_at_ms = now_ms.saturating_add(RESIGN_RETRY_MS);
+            }
+        }
+    }
+
+    /// Reloads the tree and the latest head from the store after a failed
+    /// commit (the store may have committed it after all).
+    async fn resync(&mut self) -> Result<(), StartupError> {
+        if !self.needs_resync {
+            return Ok(());
+        }
+        if let Some((range, head)) = load_state(self.store.as_ref(), &self.signer).await? {
+            tracing::warn!(
+                tree_size = head.head.tree_size,
+                "resynchronised with the store"
+            );
+            self.range = range;
+            self.latest.send_replace(head);
+        }
+        self.needs_resync = false;
+        Ok(())
+    }
+
     /// Builds a batch of `jobs` on the committed tree, first reloading the
     /// tree from the store after a failed commit; fails the jobs and returns
     /// `None` when that reload fails.
     async fn prepare_on_committed(&mut self, jobs: Vec<Job>) -> Option<Prepared> {
-        if self.needs_resync {
-            match load_state(self.store.as_ref(), &self.signer).await {
-                Ok(Some((range, head))) => {
-                    tracing::warn!(
-                        tree_size = head.head.tree_size,
-                        "resynchronised with the store"
-                    );
-                    self.range = range;
-                    self.latest.send_replace(head);
-                    self.needs_resync = false;
-                }
-                Ok(None) => {
-                    self.needs_resync = false;
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, "cannot resynchronise with the store");
-                    fail_all(
-                        jobs,
-                        ServiceError::Unavailable(format!(
-                            "cannot reload the log's state from the database: {e}"
-                        )),
-                    );
-                    return None;
-                }
-            }
+        if let Err(e) = self.resync().await {
+            tracing::error!(error = %e, "cannot resynchronise with the store");
+            fail_all(
+                jobs,
+                ServiceError::Unavailable(format!(
+                    "cannot reload the log's state from the database: {e}"
+                )),
+            );
+            return None;
         }
         let range = self.range.clone();
         let head = self.latest.borrow().clone();
@@ -543,6 +640,9 @@ impl<S: LogStore + Send + Sync + 'static> Sequencer<S> {
         let result = match result {
             Ok(()) => Ok(prepared),
             Err(StorageError::DuplicateLeaf { .. } | StorageError::DuplicateEvent { .. }) => {
+                // Not an error: resubmitted entries (a retry after a lost
+                // answer) are answered with their stored leaves.
+                tracing::debug!(parent: &span, "the batch holds entries the log has; answering them as duplicates");
                 self.commit_with_duplicates(prepared.jobs)
                     .instrument(span.clone())
                     .await
@@ -926,6 +1026,121 @@ mod tests {
 
     /// An event id seen earlier in the call, in an earlier call, or in the
     /// batch written before (pipelined) is answered with the first leaf.
+    /// Every head the store keeps, oldest first.
+    async fn stored_heads<S: LogStore>(store: &S) -> Vec<SignedTreeHead> {
+        store.tree_heads(None, 1000).await.unwrap()
+    }
+
+    /// An idle log re-signs its head once the head is older than the
+    /// maximum age by the injected clock, and not a moment before; the
+    /// fresh head has the same size and root, a new time, a valid
+    /// signature, is stored, and later appends go on from it.
+    #[tokio::test]
+    async fn an_idle_log_re_signs_its_head_at_the_maximum_age() {
+        use merklog_storage::testing::temp_sqlite;
+        use merklog_storage::SqliteStore;
+
+        let (path, _dir) = temp_sqlite();
+        let store = Arc::new(SqliteStore::open_path(&path).await.unwrap());
+        let signer = LogSigner::generate(&mut rand_core::OsRng);
+        let t = 1_800_000_000_000;
+        let clock = Arc::new(crate::ManualClock::new(t));
+        let (handle, _task) = Sequencer::start(
+            store.clone(),
+            signer.clone(),
+            clock.clone(),
+            SequencerConfig {
+                max_head_age: Some(std::time::Duration::from_secs(60)),
+                ..SequencerConfig::default()
+            },
+            Arc::new(NodeCache::new(0)),
+        )
+        .await
+        .unwrap();
+        let first = handle
+            .append(vec![b"one".to_vec()])
+            .await
+            .unwrap()
+            .tree_head;
+        assert_eq!(
+            stored_heads(store.as_ref()).await.len(),
+            2,
+            "empty log, then one"
+        );
+        let mut latest = handle.latest.clone();
+        latest.mark_unchanged();
+
+        // A millisecond short of the age: a call that the sequencer
+        // answers (a duplicate, which adds nothing) shows it looked at the
+        // clock and signed nothing.
+        clock.set_ms(t + 59_999);
+        let again = handle.append(vec![b"one".to_vec()]).await.unwrap();
+        assert!(again.placements[0].duplicate);
+        assert_eq!(again.tree_head, first);
+        assert_eq!(stored_heads(store.as_ref()).await.len(), 2);
+        assert!(!latest.has_changed().unwrap(), "nothing re-signed early");
+
+        clock.set_ms(t + 60_000);
+        tokio::time::timeout(std::time::Duration::from_secs(30), latest.changed())
+            .await
+            .expect("the head is re-signed once it is 60 s old")
+            .unwrap();
+        let fresh = handle.latest();
+        assert_eq!(fresh.head.tree_size, first.head.tree_size);
+        assert_eq!(fresh.head.root_hash, first.head.root_hash);
+        assert_eq!(fresh.head.timestamp_ms, t + 60_000);
+        signer.public_key().verify(&fresh).unwrap();
+        let heads = stored_heads(store.as_ref()).await;
+        assert_eq!(heads.len(), 3);
+        assert_eq!(heads[2], fresh, "stored before it is served");
+        assert_eq!(store.latest_tree_head().await.unwrap().unwrap(), fresh);
+
+        // The next age is counted from the fresh head.
+        clock.set_ms(t + 119_999);
+        handle.append(vec![b"one".to_vec()]).await.unwrap();
+        assert_eq!(stored_heads(store.as_ref()).await.len(), 3);
+        clock.set_ms(t + 120_500);
+        latest.changed().await.unwrap();
+        assert_eq!(handle.latest().head.timestamp_ms, t + 120_500);
+
+        // Appends go on from the re-signed head.
+        let two = handle.append(vec![b"two".to_vec()]).await.unwrap();
+        assert_eq!(two.placements[0].index, 1);
+        assert_eq!(two.tree_head.head.timestamp_ms, t + 120_500);
+        assert_eq!(stored_heads(store.as_ref()).await.len(), 5);
+    }
+
+    /// With the maximum age off, an idle log signs nothing, however old
+    /// its head grows.
+    #[tokio::test]
+    async fn an_idle_log_without_a_maximum_age_signs_nothing() {
+        use merklog_storage::testing::temp_sqlite;
+        use merklog_storage::SqliteStore;
+
+        let (path, _dir) = temp_sqlite();
+        let store = Arc::new(SqliteStore::open_path(&path).await.unwrap());
+        let signer = LogSigner::generate(&mut rand_core::OsRng);
+        let t = 1_800_000_000_000;
+        let clock = Arc::new(crate::ManualClock::new(t));
+        let (handle, _task) = Sequencer::start(
+            store.clone(),
+            signer,
+            clock.clone(),
+            SequencerConfig {
+                max_head_age: None,
+                ..SequencerConfig::default()
+            },
+            Arc::new(NodeCache::new(0)),
+        )
+        .await
+        .unwrap();
+        handle.append(vec![b"one".to_vec()]).await.unwrap();
+        clock.advance(std::time::Duration::from_secs(86_400 * 365));
+        let again = handle.append(vec![b"one".to_vec()]).await.unwrap();
+        assert_eq!(again.tree_head.head.timestamp_ms, t);
+        assert_eq!(stored_heads(store.as_ref()).await.len(), 2);
+    }
+
     #[tokio::test]
     async fn events_are_deduplicated_by_event_id() {
         let (handle, store, _dir) = gated().await;

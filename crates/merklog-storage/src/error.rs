@@ -85,6 +85,23 @@ pub enum StorageError {
         pid: Option<i32>,
         role: Option<String>,
     },
+    /// Another process (or another store in this one) sequences this SQLite
+    /// file: it holds the lock on `lock_file`. One process sequences a
+    /// SQLite log; several instances need PostgreSQL. Not transient while
+    /// that process runs.
+    #[error(
+        "another merklog process{} holds the SQLite store {} (lock file {}): \
+         only one process may serve a SQLite log; stop the other one first, or \
+         use PostgreSQL with --leader-election for several instances",
+        pid.map_or_else(String::new, |p| format!(" (pid {p})")),
+        database.display(),
+        lock_file.display()
+    )]
+    StoreLocked {
+        database: std::path::PathBuf,
+        lock_file: std::path::PathBuf,
+        pid: Option<u32>,
+    },
     /// The backend cannot do this (several instances need PostgreSQL).
     #[error("not supported by this store: {what}")]
     Unsupported { what: String },

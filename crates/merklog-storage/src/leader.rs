@@ -1,4 +1,5 @@
-//! Which of several service instances on one PostgreSQL database sequences.
+//! Which of several service instances on one PostgreSQL database sequences,
+//! and which one process sequences a SQLite file.
 //!
 //! The leader holds a session-level advisory lock on a connection of its own
 //! (not one of the pool's), so the lock lives exactly as long as that
@@ -20,6 +21,8 @@
 //! until an administrator ends that session), and revoking CONNECT on the
 //! database from PUBLIC keeps other logins out (docs/STORAGE.md).
 
+use std::io::Write;
+use std::path::Path;
 use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgConnection};
@@ -78,12 +81,21 @@ pub struct LeaderTerm {
     pub lock_held: bool,
 }
 
-/// The leader lock, held for as long as this value lives and its session
-/// stays up.
+/// The leader lock, held for as long as this value lives (and, on
+/// PostgreSQL, its session stays up).
 #[derive(Debug)]
 pub struct LeaderLease {
-    connection: PgConnection,
+    holder: Holder,
     term: i64,
+}
+
+/// What holds the lock.
+#[derive(Debug)]
+enum Holder {
+    /// A PostgreSQL session holding the advisory lock.
+    Session(PgConnection),
+    /// An open lock file beside a SQLite database, locked exclusively.
+    File(std::fs::File),
 }
 
 impl LeaderLease {
@@ -117,10 +129,56 @@ impl LeaderLease {
                 .bind(address)
                 .fetch_one(&mut connection)
                 .await?;
-        Ok(Some(LeaderLease { connection, term }))
+        Ok(Some(LeaderLease {
+            holder: Holder::Session(connection),
+            term,
+        }))
     }
 
-    /// The term recorded when the lock was taken.
+    /// Takes the exclusive lock on the lock file `lock_file` of the SQLite
+    /// database `database`, creating the file (0600) if needed, and writes
+    /// this process's id into it for the message a second process shows.
+    ///
+    /// # Errors
+    /// [`StorageError::StoreLocked`] when another open file description
+    /// (another process, or another store in this one) holds the lock;
+    /// [`StorageError::Unavailable`] when the lock file cannot be opened.
+    pub(crate) fn lock_file(database: &Path, lock_file: &Path) -> Result<LeaderLease> {
+        let io = |e: std::io::Error| StorageError::Unavailable {
+            source: sqlx::Error::Io(e),
+        };
+        let mut options = std::fs::OpenOptions::new();
+        options.read(true).write(true).create(true).truncate(false);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let mut file = options.open(lock_file).map_err(io)?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                // The holder writes its id just after locking: an empty or
+                // half-written file only loses the pid from the message.
+                let pid = std::fs::read_to_string(lock_file)
+                    .ok()
+                    .and_then(|text| text.trim().parse().ok());
+                return Err(StorageError::StoreLocked {
+                    database: database.to_owned(),
+                    lock_file: lock_file.to_owned(),
+                    pid,
+                });
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(io(e)),
+        }
+        // Only informative: the lock, not the text, keeps others out.
+        file.set_len(0).map_err(io)?;
+        writeln!(file, "{}", std::process::id()).map_err(io)?;
+        Ok(LeaderLease {
+            holder: Holder::File(file),
+            term: 0,
+        })
+    }
+
+    /// The term recorded when the lock was taken; 0 for the lock file of a
+    /// SQLite store, which records no terms.
     pub fn term(&self) -> i64 {
         self.term
     }
@@ -132,13 +190,18 @@ impl LeaderLease {
     /// [`StorageError::LeaseLost`] when the session is gone, does not answer
     /// within 2 s or no longer holds the lock.
     pub async fn check(&mut self) -> Result<()> {
+        let connection = match &mut self.holder {
+            Holder::Session(connection) => connection,
+            // A lock on an open file lasts as long as the file stays open.
+            Holder::File(_) => return Ok(()),
+        };
         let ping = sqlx::query_scalar::<_, bool>(concat!(
             "SELECT EXISTS (SELECT 1 ",
             leader_lock_rows!("l.pid = pg_backend_pid()"),
             ")"
         ))
         .bind(LEADER_LOCK_KEY)
-        .fetch_one(&mut self.connection);
+        .fetch_one(connection);
         match tokio::time::timeout(CHECK_TIMEOUT, ping).await {
             Ok(Ok(true)) => Ok(()),
             Ok(Ok(false)) => Err(StorageError::LeaseLost {
@@ -153,9 +216,16 @@ impl LeaderLease {
         }
     }
 
-    /// Gives the lock up by ending its session.
+    /// Gives the lock up by ending its session, or closing its lock file.
     pub async fn release(self) {
-        let _ = self.connection.close().await;
+        match self.holder {
+            Holder::Session(connection) => {
+                let _ = connection.close().await;
+            }
+            // Closing the file frees the lock; the file itself stays, since
+            // deleting it would let two processes lock two different files.
+            Holder::File(file) => drop(file),
+        }
     }
 }
 

@@ -69,9 +69,14 @@ pub type LeafTile = (u64, Vec<Hash>);
 /// The storage of one log.
 ///
 /// Readers may call every method concurrently with each other and with one
-/// appender. The store assumes one appender: two processes appending at once
-/// are not corrupted (the triggers reject whichever writes out of order) but
-/// one of them fails.
+/// appender. The store assumes one appender, the holder of
+/// [`LogStore::try_lead`]'s lease (the advisory lock on PostgreSQL, the lock
+/// file `<database>.lock` beside a SQLite file): a second server is refused
+/// before it appends. Below that lock, two handles appending at once are
+/// not corrupted (the primary key and the triggers reject whichever writes
+/// out of order; SQLite's write lock makes the other wait, then fail with
+/// [`StorageError::OutOfOrder`], or [`StorageError::Unavailable`] when it
+/// waited past its busy timeout) but one of them fails.
 ///
 /// Every future is `Send`, so a store can be shared (it is cheap to clone)
 /// across the tasks of a multi-thread runtime.
@@ -170,10 +175,15 @@ pub trait LogStore: Send + Sync {
 
     /// Tries to become the one instance that sequences this log, recording
     /// `address` as where clients reach it; `None` while another holds the
-    /// lead. Only PostgreSQL supports several instances.
+    /// lead. Only PostgreSQL supports several instances; on a SQLite file
+    /// the lease is an exclusive lock on `<database>.lock`, and another
+    /// holder is an error, not `None` (one process serves a SQLite log).
+    /// The lease lasts until it is released or dropped.
     ///
     /// # Errors
-    /// [`StorageError::Unsupported`] on a backend without leader election;
+    /// [`StorageError::Unsupported`] on a backend without leader election
+    /// (an in-memory SQLite database); [`StorageError::StoreLocked`] when
+    /// another process or store holds a SQLite file's lock;
     /// [`StorageError::Unavailable`] when the database cannot be reached;
     /// [`StorageError::ForeignLeaderLock`] when a login that is not a member
     /// of `merklog_writer` holds the lock, which keeps every instance from
@@ -314,7 +324,7 @@ pub trait LogSnapshot: Send {
     }
 }
 
-fn unsupported_leadership() -> StorageError {
+pub(crate) fn unsupported_leadership() -> StorageError {
     StorageError::Unsupported {
         what: "several instances on one log (leader election needs PostgreSQL)".into(),
     }

@@ -21,6 +21,8 @@ use crate::{
     Result, StorageError, StoredEventRef,
 };
 
+/// The migrations, as embedded; [`PgStore::migrate`] may run migration 3
+/// without its role creation.
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/postgres");
 
 /// How long one [`LogStore::search_events`] statement may run on
@@ -103,35 +105,199 @@ impl PgStore {
     }
 
     /// Applies the pending migrations, if any.
+    ///
+    /// The cluster-wide roles the migrations use need CREATEROLE only to
+    /// be created: an owner without it migrates a database once they exist
+    /// (and it is a member of `merklog_tiler`), and is told what is missing
+    /// otherwise, before any migration runs. Migration 3 creates its two
+    /// roles without checking whether they exist (PostgreSQL checks
+    /// CREATEROLE first), and a landed migration is never edited (its
+    /// checksum is recorded): when both exist, the migrator runs it without
+    /// those two statements, under its recorded checksum, which has the
+    /// same effect.
     async fn migrate(&self) -> Result<()> {
-        if self.migrations_current().await? {
+        let applied = self.applied_migrations().await?;
+        if migrations_current(&applied) {
             return Ok(());
         }
-        MIGRATOR.run(&self.pool).await?;
+        let pending = |version: i64| !applied.get(&version).is_some_and(|(_, ok)| *ok);
+        let needs: Vec<RoleNeed> = ROLE_NEEDS
+            .iter()
+            .filter(|need| pending(need.migration))
+            .copied()
+            .collect();
+        let missing = role_prerequisites(&self.pool, &needs).await?;
+        let roles_exist = !ROLE_NEEDS
+            .iter()
+            .any(|need| need.migration == ROLES_MIGRATION && missing.contains(&need.role));
+        let migrations: Vec<sqlx::migrate::Migration> = MIGRATOR
+            .iter()
+            .map(|m| {
+                if m.version == ROLES_MIGRATION && roles_exist {
+                    sqlx::migrate::Migration {
+                        sql: without_role_creation(&m.sql).into(),
+                        ..m.clone()
+                    }
+                } else {
+                    m.clone()
+                }
+            })
+            .collect();
+        let migrator = sqlx::migrate::Migrator {
+            migrations: migrations.into(),
+            ignore_missing: MIGRATOR.ignore_missing,
+            locking: MIGRATOR.locking,
+            no_tx: MIGRATOR.no_tx,
+        };
+        migrator.run(&self.pool).await?;
         Ok(())
     }
 
-    /// Returns whether every embedded migration is applied with the same
-    /// checksum (false when the bookkeeping table does not exist yet).
-    async fn migrations_current(&self) -> Result<bool> {
+    /// Returns each applied migration's checksum and success by version
+    /// (none when the bookkeeping table does not exist yet).
+    async fn applied_migrations(&self) -> Result<HashMap<i64, (Vec<u8>, bool)>> {
         let exists: bool = sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations') IS NOT NULL")
             .fetch_one(&self.pool)
             .await?;
         if !exists {
-            return Ok(false);
+            return Ok(HashMap::new());
         }
         let applied: Vec<(i64, Vec<u8>, bool)> =
             sqlx::query_as("SELECT version, checksum, success FROM _sqlx_migrations")
                 .fetch_all(&self.pool)
                 .await?;
-        let applied: HashMap<i64, (Vec<u8>, bool)> =
-            applied.into_iter().map(|(v, c, s)| (v, (c, s))).collect();
-        Ok(MIGRATOR.iter().all(|m| {
-            applied
-                .get(&m.version)
-                .is_some_and(|(checksum, ok)| *ok && checksum[..] == m.checksum[..])
-        }))
+        Ok(applied.into_iter().map(|(v, c, s)| (v, (c, s))).collect())
     }
+}
+
+/// Whether every embedded migration is applied with the same checksum.
+fn migrations_current(applied: &HashMap<i64, (Vec<u8>, bool)>) -> bool {
+    MIGRATOR.iter().all(|m| {
+        applied
+            .get(&m.version)
+            .is_some_and(|(checksum, ok)| *ok && checksum[..] == m.checksum[..])
+    })
+}
+
+/// The migration that creates `merklog_writer` and `merklog_reader`.
+const ROLES_MIGRATION: i64 = 20261123000003;
+
+/// A cluster-wide role a migration creates when it is missing, and
+/// whether the migrating user must also be a member of it.
+#[derive(Debug, Clone, Copy)]
+struct RoleNeed {
+    migration: i64,
+    role: &'static str,
+    membership: bool,
+}
+
+/// The roles of migration 3 and migration 7 (the owner of the tile
+/// function, which the migrating user hands the function to).
+const ROLE_NEEDS: [RoleNeed; 3] = [
+    RoleNeed {
+        migration: ROLES_MIGRATION,
+        role: "merklog_writer",
+        membership: false,
+    },
+    RoleNeed {
+        migration: ROLES_MIGRATION,
+        role: "merklog_reader",
+        membership: false,
+    },
+    RoleNeed {
+        migration: 20261203000007,
+        role: "merklog_tiler",
+        membership: true,
+    },
+];
+
+/// Checks that the current user can run migrations that need the roles of
+/// `needs`: each exists (or the user may create it: CREATEROLE or
+/// superuser) and the user is a member where `membership` says so (or may
+/// grant it to itself: CREATEROLE). Returns the roles that do not exist.
+///
+/// # Errors
+/// [`StorageError::PermissionDenied`] naming the missing roles or
+/// memberships, CREATEROLE, and the statements an administrator runs.
+async fn role_prerequisites(pool: &PgPool, needs: &[RoleNeed]) -> Result<Vec<&'static str>> {
+    if needs.is_empty() {
+        return Ok(Vec::new());
+    }
+    let names: Vec<&str> = needs.iter().map(|n| n.role).collect();
+    let (user, may_create): (String, bool) = sqlx::query_as(
+        "SELECT current_user::text, rolcreaterole OR rolsuper FROM pg_roles \
+         WHERE rolname = current_user",
+    )
+    .fetch_one(pool)
+    .await?;
+    let rows: Vec<(String, bool)> = sqlx::query_as(
+        "SELECT rolname::text, pg_has_role(current_user, oid, 'MEMBER') FROM pg_roles \
+         WHERE rolname = ANY($1)",
+    )
+    .bind(&names)
+    .fetch_all(pool)
+    .await?;
+    let existing: HashMap<String, bool> = rows.into_iter().collect();
+    let missing: Vec<&'static str> = needs
+        .iter()
+        .filter(|n| !existing.contains_key(n.role))
+        .map(|n| n.role)
+        .collect();
+    if may_create {
+        return Ok(missing);
+    }
+    let not_member: Vec<&'static str> = needs
+        .iter()
+        .filter(|n| n.membership && existing.get(n.role) == Some(&false))
+        .map(|n| n.role)
+        .collect();
+    if missing.is_empty() && not_member.is_empty() {
+        return Ok(missing);
+    }
+    let mut fixes: Vec<String> = missing
+        .iter()
+        .map(|role| format!("CREATE ROLE {role} NOLOGIN;"))
+        .collect();
+    fixes.extend(
+        needs
+            .iter()
+            .filter(|n| n.membership && (missing.contains(&n.role) || not_member.contains(&n.role)))
+            .map(|n| format!("GRANT {} TO \"{user}\";", n.role)),
+    );
+    let mut wants = Vec::new();
+    if !missing.is_empty() {
+        wants.push(format!("the roles {} do not exist", missing.join(", ")));
+    }
+    if !not_member.is_empty() {
+        wants.push(format!(
+            "{user} is not a member of {}",
+            not_member.join(", ")
+        ));
+    }
+    Err(StorageError::PermissionDenied {
+        message: format!(
+            "the migrations cannot run as {user}: {}, and {user} lacks CREATEROLE to fix \
+             that itself. Have an administrator run once per cluster: {} (or grant {user} \
+             CREATEROLE), then start again (docs/STORAGE.md, \"Roles\")",
+            wants.join(" and "),
+            fixes.join(" ")
+        ),
+    })
+}
+
+/// The two statements of migration 3 that create its roles, each in a
+/// block that ignores a role another session created meanwhile.
+const ROLE_CREATION: [&str; 2] = [
+    "DO $$\nBEGIN\n    CREATE ROLE merklog_writer NOLOGIN;\nEXCEPTION WHEN duplicate_object OR unique_violation THEN\n    NULL;\nEND;\n$$;\n",
+    "DO $$\nBEGIN\n    CREATE ROLE merklog_reader NOLOGIN;\nEXCEPTION WHEN duplicate_object OR unique_violation THEN\n    NULL;\nEND;\n$$;\n",
+];
+
+/// Returns migration 3's SQL without [`ROLE_CREATION`], for a cluster
+/// where both roles exist.
+fn without_role_creation(sql: &str) -> String {
+    ROLE_CREATION
+        .iter()
+        .fold(sql.to_owned(), |sql, block| sql.replacen(block, "", 1))
 }
 
 fn head_from_row(row: &PgRow) -> Result<SignedTreeHead> {
@@ -146,7 +312,9 @@ fn head_from_row(row: &PgRow) -> Result<SignedTreeHead> {
 }
 
 impl LogStore for PgStore {
-    #[instrument(skip_all, fields(first_index = batch.first_index, leaves = batch.leaves.len()), err)]
+    // Refusals are the caller's to judge (a duplicate is how the sequencer
+    // learns of a resubmitted entry, and it logs real failures): debug here.
+    #[instrument(skip_all, fields(first_index = batch.first_index, leaves = batch.leaves.len()), err(level = "debug"))]
     async fn append_batch(&self, batch: &Batch) -> Result<()> {
         let rows = rows(batch)?;
         let mut idx = Vec::with_capacity(rows.len());
@@ -615,4 +783,99 @@ async fn insert_events(
     .execute(&mut **tx)
     .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod migration_tests {
+    use super::*;
+
+    #[test]
+    fn migration_3_runs_without_creating_roles_once_they_exist() {
+        let roles = MIGRATOR
+            .iter()
+            .find(|m| m.version == ROLES_MIGRATION)
+            .expect("migration 3 is embedded");
+        assert_eq!(roles.sql.matches("CREATE ROLE").count(), 2);
+        let stripped = without_role_creation(&roles.sql);
+        assert!(!stripped.contains("CREATE ROLE"), "{stripped}");
+        // Everything else stays: the grants and the revocation.
+        assert_eq!(
+            stripped.len(),
+            roles.sql.len() - ROLE_CREATION.iter().map(|b| b.len()).sum::<usize>()
+        );
+        assert!(stripped.contains("GRANT SELECT, INSERT ON leaves, tree_heads TO merklog_writer"));
+        assert!(stripped.contains("REVOKE ALL ON leaves, tree_heads FROM PUBLIC"));
+    }
+
+    #[test]
+    fn every_role_a_migration_creates_is_checked_first() {
+        for m in MIGRATOR.iter() {
+            for role in ["merklog_writer", "merklog_reader", "merklog_tiler"] {
+                if m.sql.contains(&format!("CREATE ROLE {role}")) {
+                    assert!(
+                        ROLE_NEEDS
+                            .iter()
+                            .any(|n| n.migration == m.version && n.role == role),
+                        "migration {} creates {role}",
+                        m.version
+                    );
+                }
+            }
+            assert_eq!(
+                m.sql.matches("CREATE ROLE").count(),
+                ROLE_NEEDS
+                    .iter()
+                    .filter(|n| n.migration == m.version)
+                    .count(),
+                "migration {} creates a role ROLE_NEEDS does not know",
+                m.version
+            );
+        }
+    }
+
+    /// A role that does not exist is reported, with CREATEROLE and the
+    /// statement to run, to a user without CREATEROLE; a user with it is
+    /// let through (it creates the role itself).
+    #[cfg(feature = "testing")]
+    #[tokio::test]
+    async fn a_missing_role_names_createrole_and_the_fix() {
+        use crate::testing::{admin_url, TempRole};
+
+        let absent: &'static str =
+            Box::leak(format!("merklog_absent_{}", std::process::id()).into_boxed_str());
+        let needs = [RoleNeed {
+            migration: 0,
+            role: absent,
+            membership: true,
+        }];
+        let plain = TempRole::create("merklog_plain", "NOSUPERUSER", &[]).await;
+        let pool = PgPool::connect(&plain.url(&admin_url())).await.unwrap();
+        let err = role_prerequisites(&pool, &needs)
+            .await
+            .expect_err("the role is missing and cannot be created");
+        let text = err.to_string();
+        assert!(
+            matches!(err, StorageError::PermissionDenied { .. }),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!("the roles {absent} do not exist")),
+            "{text}"
+        );
+        assert!(text.contains("lacks CREATEROLE"), "{text}");
+        assert!(
+            text.contains(&format!("CREATE ROLE {absent} NOLOGIN;")),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!("GRANT {absent} TO \"{}\";", plain.name())),
+            "{text}"
+        );
+        pool.close().await;
+
+        let creator = TempRole::create("merklog_creator", "NOSUPERUSER CREATEROLE", &[]).await;
+        let pool = PgPool::connect(&creator.url(&admin_url())).await.unwrap();
+        assert_eq!(role_prerequisites(&pool, &needs).await.unwrap(), [absent]);
+        pool.close().await;
+    }
 }

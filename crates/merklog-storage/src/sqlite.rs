@@ -2,7 +2,7 @@
 //! in one file, nothing to install.
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -25,7 +25,8 @@ use crate::events::{
     EVENT_COLUMNS,
 };
 use crate::{
-    Batch, Entry, EventHit, LeafNodes, LogSnapshot, LogStore, Result, StorageError, StoredEventRef,
+    Batch, Entry, EventHit, LeaderLease, LeafNodes, LogSnapshot, LogStore, Result, StorageError,
+    StoredEventRef,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/sqlite");
@@ -47,9 +48,17 @@ const EVENT_INSERT_CHUNK: usize = 100;
 const RECHECK_READ: u32 = 200;
 
 /// A log stored in one SQLite file. Cheap to clone: clones share one pool.
+///
+/// Opening a store does not lock it, so that readers (`verify-store`, a
+/// backup check) may open a file a server is appending to; the one process
+/// that sequences takes the lock file beside it through
+/// [`LogStore::try_lead`] (docs/STORAGE.md, "One process per SQLite file").
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
+    /// The database file and its lock file, `<database>.lock`; `None` for
+    /// an in-memory database, which no other store can open.
+    files: Option<(PathBuf, PathBuf)>,
 }
 
 impl SqliteStore {
@@ -62,7 +71,8 @@ impl SqliteStore {
     pub async fn open_path(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
         create_private_file(path)?;
-        Self::open_with(SqliteConnectOptions::new().filename(path), false).await
+        let files = Some(lock_file_of(path));
+        Self::open_with(SqliteConnectOptions::new().filename(path), files).await
     }
 
     /// Opens the store at a `sqlite:` URL (`sqlite://path/to/file.db`,
@@ -76,13 +86,20 @@ impl SqliteStore {
             reason: format!("not a SQLite URL: {e}"),
         })?;
         let in_memory = url.contains(":memory:") || url.contains("mode=memory");
-        if !in_memory {
+        let files = if in_memory {
+            None
+        } else {
             create_private_file(options.get_filename())?;
-        }
-        Self::open_with(options, in_memory).await
+            Some(lock_file_of(options.get_filename()))
+        };
+        Self::open_with(options, files).await
     }
 
-    async fn open_with(options: SqliteConnectOptions, in_memory: bool) -> Result<Self> {
+    async fn open_with(
+        options: SqliteConnectOptions,
+        files: Option<(PathBuf, PathBuf)>,
+    ) -> Result<Self> {
+        let in_memory = files.is_none();
         let options = options
             .create_if_missing(true)
             // WAL lets readers run beside the appender; FULL syncs the WAL at
@@ -114,7 +131,7 @@ impl SqliteStore {
             .connect_with(options)
             .await?;
         MIGRATOR.run(&pool).await?;
-        Ok(SqliteStore { pool })
+        Ok(SqliteStore { pool, files })
     }
 
     /// Returns the connection pool, for tools that query the tables
@@ -133,6 +150,16 @@ fn head_from_row(row: &SqliteRow) -> Result<SignedTreeHead> {
         },
         signature: row.try_get("signature")?,
     })
+}
+
+/// Returns the database file `path` (resolved through symbolic links, so
+/// that every way of naming the file finds the same lock file) and its lock
+/// file, `<database>.lock` beside it.
+fn lock_file_of(path: &Path) -> (PathBuf, PathBuf) {
+    let database = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_owned());
+    let mut lock = database.clone().into_os_string();
+    lock.push(".lock");
+    (database, PathBuf::from(lock))
 }
 
 /// Returns `?, ?, …` with `n` placeholders.
@@ -185,7 +212,9 @@ fn create_private_file(path: &Path) -> Result<()> {
 }
 
 impl LogStore for SqliteStore {
-    #[instrument(skip_all, fields(first_index = batch.first_index, leaves = batch.leaves.len()), err)]
+    // Refusals are the caller's to judge (a duplicate is how the sequencer
+    // learns of a resubmitted entry, and it logs real failures): debug here.
+    #[instrument(skip_all, fields(first_index = batch.first_index, leaves = batch.leaves.len()), err(level = "debug"))]
     async fn append_batch(&self, batch: &Batch) -> Result<()> {
         let rows = rows(batch)?;
         let integrated_ms = to_i64(batch.integrated_ms, "integrated_ms")?;
@@ -382,6 +411,21 @@ impl LogStore for SqliteStore {
     #[instrument(skip(self))]
     async fn leaves_with_nodes(&self, start: u64, end: u64) -> Result<Vec<LeafNodes>> {
         read_leaves_with_nodes(&self.pool, start, end).await
+    }
+
+    /// Takes the exclusive lock on the lock file beside the database, held
+    /// until the lease is released or dropped (or the process exits); never
+    /// `None`: waiting would not end another process's hold.
+    ///
+    /// # Errors
+    /// [`StorageError::StoreLocked`] when another process or store holds
+    /// it; [`StorageError::Unsupported`] for an in-memory database (no
+    /// other store can reach it, so there is nothing to lock).
+    async fn try_lead(&self, _address: &str) -> Result<Option<LeaderLease>> {
+        let Some((database, lock_file)) = &self.files else {
+            return Err(crate::unsupported_leadership());
+        };
+        LeaderLease::lock_file(database, lock_file).map(Some)
     }
 
     #[instrument(skip_all, fields(ids = ids.len()))]

@@ -459,3 +459,89 @@ async fn the_migration_stops_when_it_cannot_close_public() {
     assert!(matches!(err, StorageError::Migration { .. }), "{err}");
     assert!(err.to_string().contains("REVOKE CREATE ON SCHEMA"), "{err}");
 }
+
+/// Makes sure the cluster-wide roles exist, as any earlier migration by a
+/// user with CREATEROLE leaves them (the administrative user migrates a
+/// throwaway database).
+async fn roles_exist() {
+    let (url, _db) = TempPostgres::create().await;
+    let store = AnyStore::open(&url).await.unwrap();
+    pool(&store).close().await;
+}
+
+/// Once the roles exist, the database's owner needs no CREATEROLE: only
+/// membership in merklog_tiler (to hand it the tile function). It runs
+/// every migration, the log works, and a second open finds it current.
+#[tokio::test]
+async fn an_owner_without_createrole_migrates_once_the_roles_exist() {
+    roles_exist().await;
+    let owner = TempRole::create("merklog_owner", "NOSUPERUSER", &["merklog_tiler"]).await;
+    let (url, _db) = TempPostgres::create_owned_by(&owner).await;
+
+    let store = AnyStore::open(&owner.url(&url))
+        .await
+        .expect("no CREATEROLE needed when the roles exist");
+    let mut log = TestLog::new();
+    store.append_batch(&log.next_batch(20, 40)).await.unwrap();
+    assert_eq!(store.leaf_tiles(0, 10).await.unwrap().unwrap().len(), 1);
+    let (createrole, applied, tiler_owns): (bool, i64, bool) = sqlx::query_as(
+        "SELECT (SELECT rolcreaterole FROM pg_roles WHERE rolname = current_user), \
+                (SELECT count(*) FROM _sqlx_migrations WHERE success), \
+                (SELECT r.rolname = 'merklog_tiler' FROM pg_proc p \
+                 JOIN pg_roles r ON r.oid = p.proowner WHERE p.proname = 'merklog_add_leaf_tiles')",
+    )
+    .fetch_one(pool(&store))
+    .await
+    .unwrap();
+    assert!(!createrole);
+    assert_eq!(applied, 9, "every migration ran");
+    assert!(tiler_owns);
+    // Migration 3's grants were made all the same.
+    let granted: bool = sqlx::query_scalar(
+        "SELECT has_table_privilege('merklog_writer', 'leaves', 'INSERT') \
+            AND has_table_privilege('merklog_reader', 'tree_heads', 'SELECT') \
+            AND NOT has_table_privilege('merklog_reader', 'leaves', 'INSERT')",
+    )
+    .fetch_one(pool(&store))
+    .await
+    .unwrap();
+    assert!(granted);
+    pool(&store).close().await;
+    let again = AnyStore::open(&owner.url(&url)).await.unwrap();
+    assert_eq!(again.leaf_count().await.unwrap(), 20);
+    pool(&again).close().await;
+}
+
+/// An owner without CREATEROLE that lacks what only CREATEROLE could give
+/// it is told, before any migration runs, what an administrator grants.
+#[tokio::test]
+async fn an_owner_without_createrole_is_told_what_it_lacks() {
+    roles_exist().await;
+    let owner = TempRole::create("merklog_owner", "NOSUPERUSER", &[]).await;
+    let (url, _db) = TempPostgres::create_owned_by(&owner).await;
+    let err = AnyStore::open(&owner.url(&url))
+        .await
+        .expect_err("it cannot hand the tile function to merklog_tiler");
+    let text = err.to_string();
+    assert!(
+        matches!(err, StorageError::PermissionDenied { .. }),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "{} is not a member of merklog_tiler, and {} lacks CREATEROLE",
+            owner.name(),
+            owner.name()
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("GRANT merklog_tiler TO \"{}\";", owner.name())),
+        "{text}"
+    );
+    let migrated: bool = sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations') IS NOT NULL")
+        .fetch_one(&PgPool::connect(&url).await.unwrap())
+        .await
+        .unwrap();
+    assert!(!migrated, "nothing ran");
+}
