@@ -545,10 +545,9 @@ fn the_documented_table_is_the_list_the_server_records() {
         assert_eq!(cells.len(), 4, "{row}");
         let name = ticked(cells[0]).concat();
         let kind = cells[1].trim().to_owned();
-        let label = match ticked(cells[2]).split_first() {
-            None => None,
-            Some((label, values)) => Some((label.clone(), values.to_vec())),
-        };
+        let label = ticked(cells[2])
+            .split_first()
+            .map(|(label, values)| (label.clone(), values.to_vec()));
         documented.push((name, kind, label));
     }
     let recorded: Vec<_> = ALL
