@@ -3,7 +3,8 @@
 //! (a) changes one entry's bytes, (b) changes one stored node hash,
 //! (c) deletes the newest entries and head, (d) inserts a head with another
 //! root, (e) changes a leaf tile, from which proofs take their lower nodes,
-//! and forges one. `verify-store` (reading through a read-only role) and `audit`
+//! and forges one. `verify-store` (reading through a read-only role with a
+//! password, created and dropped per check) and `audit`
 //! (through a server that was running when the rows changed) catch each one
 //! and name it; the server refuses to start on (b)–(d).
 //!
@@ -25,6 +26,7 @@ use merklog_client::json::TreeHeadJson;
 use merklog_client::{Client, ClientError, TrustState};
 use merklog_merkle::Hash;
 use merklog_server::{Sequencer, SequencerConfig, StartupError, SystemClock};
+use merklog_storage::testing::{assert_denied, TempRole};
 use merklog_storage::AnyStore;
 use merklog_tests::TestDb;
 use sqlx::PgPool;
@@ -82,40 +84,29 @@ async fn enable_triggers(log: &Log) {
     }
 }
 
-/// Opens the log's database as a login role that holds `merklog_reader`
-/// only (SELECT), as an auditor would.
-async fn open_read_only(log: &Log) -> AnyStore {
-    let pool = superuser(log);
-    // Roles are global to the cluster and tests run in parallel.
-    sqlx::query(
-        "DO $$ BEGIN CREATE ROLE merklog_test_auditor LOGIN; \
-         EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END $$",
-    )
-    .execute(pool)
-    .await
-    .unwrap();
-    let _ = sqlx::query("GRANT merklog_reader TO merklog_test_auditor")
-        .execute(pool)
-        .await;
-    let mut url = url_of(log);
-    url = url.replacen(
-        "postgres://postgres@",
-        "postgres://merklog_test_auditor@",
-        1,
-    );
-    assert!(url.contains("merklog_test_auditor"), "unexpected URL {url}");
-    let store = AnyStore::open(&url)
+/// A login role that holds `merklog_reader` only (SELECT), as an auditor's
+/// would, with a password; dropped with the guard, also when the test fails.
+async fn auditor() -> TempRole {
+    TempRole::create("merklog_test_auditor", "", &["merklog_reader"]).await
+}
+
+/// Opens the log's database as `auditor`, and checks that the role really
+/// cannot write: PostgreSQL refuses for want of privilege (SQLSTATE 42501),
+/// not for some other reason.
+async fn open_read_only(log: &Log, auditor: &TempRole) -> AnyStore {
+    let store = AnyStore::open(&auditor.url(&url_of(log)))
         .await
         .expect("a read-only role opens the store");
-    // It really is read-only.
-    if let AnyStore::Postgres(pg) = &store {
-        let denied = sqlx::query("DELETE FROM tree_heads")
-            .execute(pg.pool())
-            .await;
-        assert!(
-            denied.is_err(),
-            "the auditor role must not be able to write"
-        );
+    let AnyStore::Postgres(pg) = &store else {
+        panic!("the tamper drill runs on PostgreSQL");
+    };
+    let mut conn = pg.pool().acquire().await.unwrap();
+    for sql in [
+        "DELETE FROM tree_heads",
+        "UPDATE leaves SET entry = entry",
+        "INSERT INTO leaf_tiles (tile, hashes) SELECT tile + 1000, hashes FROM leaf_tiles",
+    ] {
+        assert_denied(&mut conn, sql).await;
     }
     store
 }
@@ -125,16 +116,24 @@ fn url_of(log: &Log) -> String {
 }
 
 async fn check_store(log: &Log, trusted: Option<&TreeHeadJson>) -> StoreReport {
-    let store = open_read_only(log).await;
-    verify_store(
-        &mut store.snapshot().await.expect("a snapshot of the store"),
+    let auditor = auditor().await;
+    let store = open_read_only(log, &auditor).await;
+    let mut snapshot = store.snapshot().await.expect("a snapshot of the store");
+    let report = verify_store(
+        &mut snapshot,
         log.signer.public_key(),
         trusted,
         4,
         &mut Progress::quiet(),
     )
     .await
-    .expect("the store can be read")
+    .expect("the store can be read");
+    drop(snapshot);
+    // Its sessions end before the role is dropped.
+    if let AnyStore::Postgres(pg) = &store {
+        pg.pool().close().await;
+    }
+    report
 }
 
 async fn audit_log(log: &Log) -> AuditReport {

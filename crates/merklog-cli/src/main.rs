@@ -2,6 +2,7 @@
 
 mod keygen;
 mod man;
+mod metrics_http;
 mod serve;
 
 use clap::{CommandFactory, Parser, Subcommand};

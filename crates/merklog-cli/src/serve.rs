@@ -115,7 +115,7 @@ pub struct ServeArgs {
     /// certificates (PEM): mutual TLS. Needs --tls-cert and --tls-key.
     #[arg(long, env = "MERKLOG_TLS_CLIENT_CA", requires = "tls_cert")]
     pub tls_client_ca: Option<PathBuf>,
-    /// Serve Prometheus metrics over HTTP on this address (e.g.
+    /// Serve Prometheus metrics over HTTP at /metrics on this address (e.g.
     /// 127.0.0.1:9300); off unless given.
     #[arg(long, env = "MERKLOG_METRICS_LISTEN")]
     pub metrics_listen: Option<std::net::SocketAddr>,
@@ -268,11 +268,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         },
     };
     if let Some(addr) = args.metrics_listen {
-        metrics_exporter_prometheus::PrometheusBuilder::new()
-            .with_http_listener(addr)
-            .install()
-            .with_context(|| format!("cannot serve metrics on {addr}"))?;
-        tracing::info!(%addr, "serving Prometheus metrics at /metrics");
+        crate::metrics_http::serve_metrics(addr).await?;
     }
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await

@@ -546,6 +546,18 @@ async fn monitor_counts_refusals_from_one_size_and_retries_outages() {
     server.stop().await;
     let err = check_monitor(&mut monitor).await.0.unwrap_err();
     assert!(!err.is_verification_failure(), "{err}");
+    // Its port now closes every connection at once: each one accepted is
+    // an attempt of the monitor, which must keep coming.
+    let addr = args.server.trim_start_matches("http://");
+    let down = tokio::net::TcpListener::bind(addr).await.unwrap();
+    let attempts = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = attempts.clone();
+    let closer = tokio::spawn(async move {
+        while let Ok((stream, _)) = down.accept().await {
+            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            drop(stream);
+        }
+    });
     let still_running = tokio::time::timeout(
         Duration::from_secs(3),
         monitor::run(
@@ -554,7 +566,13 @@ async fn monitor_counts_refusals_from_one_size_and_retries_outages() {
         ),
     )
     .await;
-    assert!(still_running.is_err(), "the monitor went on retrying");
+    closer.abort();
+    assert!(
+        still_running.is_err(),
+        "the monitor stopped: {still_running:?}"
+    );
+    let attempts = attempts.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(attempts >= 2, "the monitor tried {attempts} time(s) in 3 s");
 }
 
 #[tokio::test]

@@ -10,7 +10,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{append_one, check_log, free_port, new_log_key, start_on, Seen, Server};
+use common::{
+    append_one, check_log, free_port, new_log_key, serve_expecting_exit, start_on, Seen, Server,
+};
 use merklog_proto::v1::{self, log_client::LogClient};
 use merklog_proto::{hashes_from_wire, required_sth};
 use merklog_sth::PublicKey;
@@ -311,14 +313,16 @@ async fn a_second_standalone_instance_refuses_to_start_while_one_runs() {
     let mut running = start_on(first.port, &db, &key_path, &log, &[]).await;
     append_when_leading(&first.url, &key, b"first").await;
 
-    let second = tokio::process::Command::new(env!("CARGO_BIN_EXE_merklog"))
-        .args(["serve", "--listen", &format!("127.0.0.1:{}", free_port())])
-        .args(["--database-url", &db])
-        .arg("--key")
-        .arg(&key_path)
-        .output()
-        .await
-        .unwrap();
+    let listen = format!("127.0.0.1:{}", free_port());
+    let second = serve_expecting_exit([
+        "--listen".as_ref(),
+        listen.as_ref(),
+        "--database-url".as_ref(),
+        db.as_ref(),
+        "--key".as_ref(),
+        key_path.as_os_str(),
+    ])
+    .await;
     let stderr = String::from_utf8_lossy(&second.stderr);
     assert!(!second.status.success(), "{stderr}");
     assert!(

@@ -165,7 +165,10 @@ async fn wait_ready(url: &str, path: &impl Fn(&str) -> PathBuf) {
     let endpoint = Endpoint::from_shared(url.to_owned())
         .unwrap()
         .tls_config(tls)
-        .unwrap();
+        .unwrap()
+        // A server that accepts and never answers fails the test, not hangs it.
+        .connect_timeout(Duration::from_secs(5))
+        .timeout(Duration::from_secs(5));
     for _ in 0..300 {
         if let Ok(channel) = endpoint.connect().await {
             let answered = LogClient::new(channel)

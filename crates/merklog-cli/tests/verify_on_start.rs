@@ -4,8 +4,6 @@
 
 mod common;
 
-use std::time::Duration;
-
 use merklog_proto::v1::{self, log_client::LogClient};
 use sqlx::Connection;
 use tonic::Code;
@@ -61,18 +59,16 @@ async fn tampered_entries_are_reported_and_refused() {
     drop(server);
 
     // The full check refuses to start and names the row.
-    let output = tokio::time::timeout(
-        Duration::from_secs(120),
-        tokio::process::Command::new(env!("CARGO_BIN_EXE_merklog"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--verify-on-start"])
-            .args(["--database-url", &db])
-            .arg("--key")
-            .arg(&key)
-            .output(),
-    )
-    .await
-    .expect("serve --verify-on-start exits")
-    .unwrap();
+    let output = common::serve_expecting_exit([
+        "--listen".as_ref(),
+        "127.0.0.1:0".as_ref(),
+        "--verify-on-start".as_ref(),
+        "--database-url".as_ref(),
+        db.as_ref(),
+        "--key".as_ref(),
+        key.as_os_str(),
+    ])
+    .await;
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("refusing to start"), "{stderr}");

@@ -244,7 +244,7 @@ impl AuthConfig {
                     identified.name, identified.via
                 )),
                 identified.name,
-                "insufficient_role",
+                crate::metrics::AUTH_INSUFFICIENT_ROLE,
             );
         }
         Ok(Some(identified.name.to_owned()))
@@ -269,7 +269,7 @@ impl AuthConfig {
             return Err(Refusal {
                 error: ServiceError::Unauthenticated(format!("{method} needs {needs}")),
                 client: "anonymous",
-                reason: "missing_token",
+                reason: crate::metrics::AUTH_MISSING_TOKEN,
             });
         };
         // The scheme name is case-insensitive (RFC 9110, section 11.1).
@@ -285,7 +285,7 @@ impl AuthConfig {
                     "the authorization header must be `Bearer <token>`".into(),
                 ),
                 client: "anonymous",
-                reason: "malformed_header",
+                reason: crate::metrics::AUTH_MALFORMED_HEADER,
             });
         };
         let hash: [u8; 32] = Sha256::digest(token.as_bytes()).into();
@@ -295,7 +295,7 @@ impl AuthConfig {
                     "the bearer token is not known to this log".into(),
                 ),
                 client: "unknown-token",
-                reason: "unknown_token",
+                reason: crate::metrics::AUTH_UNKNOWN_TOKEN,
             });
         };
         Ok(Identified {

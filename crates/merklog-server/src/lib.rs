@@ -132,7 +132,7 @@ pub async fn serve<S: LogStore + Send + Sync + 'static>(
         config.validate_listener(addr).map_err(ServeError::Config)?;
     }
     let keys = keys.into();
-    metrics::describe();
+    metrics::register();
     let node_cache = Arc::new(node_cache::NodeCache::new(config.limits.node_cache_bytes));
     let (role_rx, running) = Running::start(
         &config,
@@ -143,6 +143,8 @@ pub async fn serve<S: LogStore + Send + Sync + 'static>(
         node_cache.clone(),
     )
     .await?;
+    // Aborted when serving ends, however it ends.
+    let _head_age = metrics::HeadAgeTracker::start(role_rx.clone(), clock.clone());
     if config.auth.is_open() && keys.signer.is_some() {
         tracing::warn!("no access rules configured: anyone who can reach this port may append");
     }

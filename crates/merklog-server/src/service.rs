@@ -695,18 +695,6 @@ impl WantedLeaf {
 }
 
 /// The label of a gRPC code in metrics.
-fn code_name(code: tonic::Code) -> &'static str {
-    match code {
-        tonic::Code::InvalidArgument => "invalid_argument",
-        tonic::Code::ResourceExhausted => "resource_exhausted",
-        tonic::Code::Unavailable => "unavailable",
-        tonic::Code::DataLoss => "data_loss",
-        tonic::Code::DeadlineExceeded => "deadline_exceeded",
-        tonic::Code::Internal => "internal",
-        _ => "other",
-    }
-}
-
 fn entry_to_wire(e: merklog_storage::Entry) -> v1::Entry {
     v1::Entry {
         leaf_index: e.index,
@@ -759,9 +747,9 @@ impl<S: LogStore + Send + Sync + 'static> Log for LogService<S> {
             .within_deadline("Append", async {
                 self.append_entries(req).await.map_err(Status::from)
             })
-            .await
-            .inspect_err(|status| crate::metrics::append_call(code_name(status.code())))?;
-        crate::metrics::append_call("ok");
+            .await;
+        crate::metrics::append_call(&response);
+        let response = response?;
         let tree_size = response.tree_head.as_ref().map_or(0, |h| h.tree_size);
         log_append_granted(client.as_deref(), peer, "Append", entries, tree_size);
         Ok(Response::new(response))
@@ -873,9 +861,9 @@ impl<S: LogStore + Send + Sync + 'static> Log for LogService<S> {
                     .await
                     .map_err(Status::from)
             })
-            .await
-            .inspect_err(|status| crate::metrics::append_call(code_name(status.code())))?;
-        crate::metrics::append_call("ok");
+            .await;
+        crate::metrics::append_call(&response);
+        let response = response?;
         let tree_size = response.tree_head.as_ref().map_or(0, |h| h.tree_size);
         log_append_granted(client.as_deref(), peer, "AppendEvents", events, tree_size);
         Ok(Response::new(response))

@@ -144,10 +144,14 @@ fn admin_statement_blocking(
 pub struct TempRole {
     admin_url: String,
     name: String,
+    /// The role logs in with this password, so that the tests run on a
+    /// server that asks for one as well as on one that trusts local users.
+    password: String,
 }
 
 impl TempRole {
-    /// Creates a LOGIN role named `prefix` plus a unique suffix, with the
+    /// Creates a LOGIN role named `prefix` plus a unique suffix, with a
+    /// random password and the
     /// further role `attributes` (`"NOSUPERUSER CREATEROLE"`, or `""`), and
     /// grants it the roles `granted`, on the server of [`admin_url`].
     /// Create it before the databases that grant it anything, so that they
@@ -165,7 +169,9 @@ impl TempRole {
         let mut admin = PgConnection::connect(&admin_url)
             .await
             .unwrap_or_else(|e| panic!("cannot connect to {admin_url}: {e}"));
-        let mut sql = format!("CREATE ROLE \"{name}\" LOGIN {attributes}");
+        // Hex digits only: nothing to quote in SQL or in a URL.
+        let password = format!("{:032x}", rand::thread_rng().gen::<u128>());
+        let mut sql = format!("CREATE ROLE \"{name}\" LOGIN PASSWORD '{password}' {attributes}");
         for role in granted {
             sql.push_str(&format!("; GRANT \"{role}\" TO \"{name}\""));
         }
@@ -174,7 +180,11 @@ impl TempRole {
             .await
             .unwrap_or_else(|e| panic!("cannot create role {name}: {e}"));
         let _ = admin.close().await;
-        TempRole { admin_url, name }
+        TempRole {
+            admin_url,
+            name,
+            password,
+        }
     }
 
     /// Returns the role's name.
@@ -182,13 +192,15 @@ impl TempRole {
         &self.name
     }
 
-    /// Returns `db_url` with this role as the user.
+    /// Returns `db_url` with this role as the user, and its password.
     ///
     /// # Panics
     /// When `db_url` is not a URL.
     pub fn url(&self, db_url: &str) -> String {
         let mut url = url::Url::parse(db_url).expect("a database URL");
         url.set_username(&self.name).expect("a URL with a host");
+        url.set_password(Some(&self.password))
+            .expect("a URL with a host");
         url.to_string()
     }
 }

@@ -48,7 +48,7 @@ async fn bad_urls_are_config_errors() {
 #[tokio::test]
 async fn unreachable_postgres_is_unavailable() {
     // Port 1 on loopback: nothing listens, the connection is refused.
-    let err = AnyStore::open("postgres://postgres@127.0.0.1:1/postgres?connect_timeout=1")
+    let err = AnyStore::open("postgres://merklog@127.0.0.1:1/merklog?connect_timeout=1")
         .await
         .unwrap_err();
     assert!(matches!(err, StorageError::Unavailable { .. }), "{err:?}");

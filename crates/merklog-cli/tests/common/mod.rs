@@ -41,8 +41,17 @@ pub async fn start_with(database_url: &str, key: &Path, log: &Path, extra: &[&st
     start_on(free_port(), database_url, key, log, extra).await
 }
 
+/// How long a test waits for a `merklog serve` to become ready, or to
+/// exit when it is expected to refuse; past it the process is killed and
+/// the test fails, so that no test hangs on a server.
+pub const SERVE_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// Starts `merklog serve` on `port` as [`start_with`] does. `key` is passed
 /// as `--key` unless `extra` names a `--public-key`.
+///
+/// # Panics
+/// When the server exits before it answers, or does not answer within
+/// [`SERVE_TIMEOUT`] (it is killed then); the message holds its log.
 pub async fn start_on(
     port: u16,
     database_url: &str,
@@ -50,12 +59,13 @@ pub async fn start_on(
     log: &Path,
     extra: &[&str],
 ) -> Server {
+    let log_path = log;
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(log)
         .unwrap();
-    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_merklog"))
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_merklog"))
         .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
         .args(["--database-url", database_url])
         .args(if extra.contains(&"--public-key") {
@@ -64,24 +74,74 @@ pub async fn start_on(
             vec!["--key".as_ref(), key.as_os_str()]
         })
         .args(extra)
+        .stdin(Stdio::null())
         .stdout(Stdio::from(log.try_clone().unwrap()))
         .stderr(Stdio::from(log))
         .kill_on_drop(true)
         .spawn()
         .expect("spawn merklog serve");
     let url = format!("http://127.0.0.1:{port}");
-    for _ in 0..300 {
-        if let Ok(mut c) = LogClient::connect(url.clone()).await {
-            if c.get_signed_tree_head(v1::GetSignedTreeHeadRequest {})
-                .await
-                .is_ok()
-            {
-                return Server { child, url };
-            }
+    let deadline = tokio::time::Instant::now() + SERVE_TIMEOUT;
+    let server_log = || std::fs::read_to_string(log_path).unwrap_or_default();
+    loop {
+        if let Some(status) = child.try_wait().expect("poll merklog serve") {
+            panic!(
+                "merklog serve exited ({status}) before it was ready; its log:\n{}",
+                server_log()
+            );
         }
+        let ready = tokio::time::timeout(Duration::from_secs(5), async {
+            let mut client = LogClient::connect(url.clone()).await.ok()?;
+            client
+                .get_signed_tree_head(v1::GetSignedTreeHeadRequest {})
+                .await
+                .ok()
+        })
+        .await;
+        if matches!(ready, Ok(Some(_))) {
+            return Server { child, url };
+        }
+        if tokio::time::Instant::now() > deadline {
+            // Dropping the child kills it.
+            panic!(
+                "merklog serve did not become ready within {SERVE_TIMEOUT:?}; its log:\n{}",
+                server_log()
+            );
+        }
+        // Nothing signals readiness but an answer: ask again shortly.
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    panic!("merklog serve did not become ready; see its log");
+}
+
+/// Runs `merklog serve` with `args` when it is expected to refuse to start,
+/// and returns its output.
+///
+/// # Panics
+/// When it has not exited within [`SERVE_TIMEOUT`]: it is killed, and the
+/// test fails saying so instead of hanging.
+pub async fn serve_expecting_exit<I, A>(args: I) -> std::process::Output
+where
+    I: IntoIterator<Item = A>,
+    A: AsRef<std::ffi::OsStr>,
+{
+    let args: Vec<std::ffi::OsString> = args.into_iter().map(|a| a.as_ref().to_owned()).collect();
+    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_merklog"))
+        .arg("serve")
+        .args(&args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn merklog serve");
+    match tokio::time::timeout(SERVE_TIMEOUT, child.wait_with_output()).await {
+        Ok(output) => output.expect("wait for merklog serve"),
+        // The dropped future dropped the child, which killed it.
+        Err(_) => panic!(
+            "merklog serve {args:?} was expected to refuse to start but was still running \
+             after {SERVE_TIMEOUT:?}; killed it"
+        ),
+    }
 }
 
 /// Starts `merklog serve` as [`start_with`] does, with no extra arguments.
