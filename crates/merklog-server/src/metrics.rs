@@ -88,9 +88,11 @@ pub const AUTH_UNKNOWN_TOKEN: &str = "unknown_token";
 pub const AUTH_INSUFFICIENT_ROLE: &str = "insufficient_role";
 
 /// The operations of [`STORAGE_ERRORS`].
-pub const STORAGE_OPERATIONS: &[&str] = &[STORAGE_BATCH];
+pub const STORAGE_OPERATIONS: &[&str] = &[STORAGE_BATCH, STORAGE_REFRESH_HEAD];
 /// Committing a batch (leaves, nodes and signed tree head).
 pub const STORAGE_BATCH: &str = "batch";
+/// Storing the fresh head an idle log signs at its maximum head age.
+pub const STORAGE_REFRESH_HEAD: &str = "refresh_head";
 
 /// Upper bounds of [`BATCH_ENTRIES`]' buckets: powers of two up to the
 /// largest batch the sequencer is configured for by default (4,096), so

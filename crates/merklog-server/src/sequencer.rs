@@ -574,7 +574,7 @@ impl<S: LogStore + Send + Sync + 'static> Sequencer<S> {
                 self.latest.send_replace(head);
             }
             Err(e) => {
-                crate::metrics::storage_error("refresh_head");
+                crate::metrics::storage_error(crate::metrics::STORAGE_REFRESH_HEAD);
                 tracing::warn!(error = %e, "cannot store a fresh head of the idle log; retrying");
                 // Another writer may have moved the store: reload first.
                 self.needs_resync = true;
@@ -656,7 +656,7 @@ impl<S: LogStore + Send + Sync + 'static> Sequencer<S> {
                 as_prepared
             }
             Err((jobs, e)) => {
-                crate::metrics::storage_error("batch");
+                crate::metrics::storage_error(crate::metrics::STORAGE_BATCH);
                 tracing::error!(error = %e, "batch failed; its callers get the error");
                 self.needs_resync = true;
                 fail_all(jobs, e);
