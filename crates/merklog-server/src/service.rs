@@ -138,6 +138,18 @@ impl<S: LogStore + Send + Sync + 'static> LogService<S> {
     /// Runs `call` within the request timeout. tonic's own timeout answers
     /// CANCELLED "Timeout expired", which tells a caller neither that the
     /// server gave up nor, for an append, what became of its entries.
+    /// Runs an append under the call deadline and counts its outcome: what
+    /// `Append` and `AppendEvents` share.
+    async fn answer_append<T>(
+        &self,
+        method: &str,
+        append: impl Future<Output = Result<T, Status>>,
+    ) -> Result<T, Status> {
+        let response = self.within_deadline(method, append).await;
+        crate::metrics::append_call(&response);
+        response
+    }
+
     async fn within_deadline<T>(
         &self,
         method: &str,
@@ -709,6 +721,15 @@ fn entry_to_wire(e: merklog_storage::Entry) -> v1::Entry {
 /// anonymous and the line would say nothing the log itself does not: it
 /// costs a write per append at thousands per second, so it is kept for
 /// debugging.
+/// The authenticated client's name (if any) and the peer address of a call.
+fn caller_and_peer<T>(request: &Request<T>) -> (Option<String>, Option<std::net::SocketAddr>) {
+    let client = request
+        .extensions()
+        .get::<Caller>()
+        .and_then(|c| c.0.clone());
+    (client, request.remote_addr())
+}
+
 fn log_append_granted(
     client: Option<&str>,
     peer: Option<std::net::SocketAddr>,
@@ -736,20 +757,11 @@ impl<S: LogStore + Send + Sync + 'static> Log for LogService<S> {
         &self,
         request: Request<v1::AppendRequest>,
     ) -> Result<Response<v1::AppendResponse>, Status> {
-        let client = request
-            .extensions()
-            .get::<Caller>()
-            .and_then(|c| c.0.clone());
-        let peer = request.remote_addr();
+        let (client, peer) = caller_and_peer(&request);
         let req = request.into_inner();
         let entries = req.entries.len();
-        let response = self
-            .within_deadline("Append", async {
-                self.append_entries(req).await.map_err(Status::from)
-            })
-            .await;
-        crate::metrics::append_call(&response);
-        let response = response?;
+        let append = async { self.append_entries(req).await.map_err(Status::from) };
+        let response = self.answer_append("Append", append).await?;
         let tree_size = response.tree_head.as_ref().map_or(0, |h| h.tree_size);
         log_append_granted(client.as_deref(), peer, "Append", entries, tree_size);
         Ok(Response::new(response))
@@ -847,23 +859,16 @@ impl<S: LogStore + Send + Sync + 'static> Log for LogService<S> {
         &self,
         request: Request<v1::AppendEventsRequest>,
     ) -> Result<Response<v1::AppendEventsResponse>, Status> {
-        let client = request
-            .extensions()
-            .get::<Caller>()
-            .and_then(|c| c.0.clone());
-        let peer = request.remote_addr();
+        let (client, peer) = caller_and_peer(&request);
         let req = request.into_inner();
         let events = req.events.len();
         let submitted_by = client.as_deref().unwrap_or(ANONYMOUS_SUBMITTER);
-        let response = self
-            .within_deadline("AppendEvents", async {
-                self.append_event_batch(req, submitted_by)
-                    .await
-                    .map_err(Status::from)
-            })
-            .await;
-        crate::metrics::append_call(&response);
-        let response = response?;
+        let append = async {
+            self.append_event_batch(req, submitted_by)
+                .await
+                .map_err(Status::from)
+        };
+        let response = self.answer_append("AppendEvents", append).await?;
         let tree_size = response.tree_head.as_ref().map_or(0, |h| h.tree_size);
         log_append_granted(client.as_deref(), peer, "AppendEvents", events, tree_size);
         Ok(Response::new(response))
