@@ -143,8 +143,9 @@ pub async fn serve<S: LogStore + Send + Sync + 'static>(
         node_cache.clone(),
     )
     .await?;
-    // Aborted when serving ends, however it ends.
-    let _head_age = metrics::HeadAgeTracker::start(role_rx.clone(), clock.clone());
+    // Aborted when serving ends, however it ends; stopped before the
+    // sequencer is asked to finish (it holds a receiver of the role).
+    let head_age = metrics::HeadAgeTracker::start(role_rx.clone(), clock.clone());
     if config.auth.is_open() && keys.signer.is_some() {
         tracing::warn!("no access rules configured: anyone who can reach this port may append");
     }
@@ -212,6 +213,7 @@ pub async fn serve<S: LogStore + Send + Sync + 'static>(
     // sender goes too, nothing holds a sender to the sequencer: it drains
     // what is queued and exits. A coordinator hands back the lead likewise.
     tracing::info!("transport stopped; waiting for the sequencer to finish its batch");
+    head_age.stop().await;
     running.finish().await?;
     // The service is gone, and with it what keeps its reader tasks alive.
     if let Some((task, message)) = match reader_tasks {

@@ -373,6 +373,16 @@ impl HeadAgeTracker {
     }
 }
 
+impl HeadAgeTracker {
+    /// Stops the task and waits until it has dropped its receiver of the
+    /// role: the role's value holds the sequencer's handle, which must go
+    /// before the sequencer can drain and stop.
+    pub(crate) async fn stop(mut self) {
+        self.0.abort();
+        let _ = (&mut self.0).await;
+    }
+}
+
 impl Drop for HeadAgeTracker {
     fn drop(&mut self) {
         self.0.abort();

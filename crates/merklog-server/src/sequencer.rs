@@ -1110,6 +1110,54 @@ mod tests {
         assert_eq!(stored_heads(store.as_ref()).await.len(), 5);
     }
 
+    /// A clock that goes back while the sequencer runs (NTP stepping it):
+    /// later heads keep the latest head's time as their floor, so no head
+    /// and no leaf is dated before one already signed, and the store's time
+    /// order accepts every batch; the clock moving on again moves them on.
+    #[tokio::test]
+    async fn a_clock_set_back_while_running_never_dates_a_head_earlier() {
+        use merklog_storage::testing::temp_sqlite;
+        use merklog_storage::SqliteStore;
+
+        let (path, _dir) = temp_sqlite();
+        let store = Arc::new(SqliteStore::open_path(&path).await.unwrap());
+        let signer = LogSigner::generate(&mut rand_core::OsRng);
+        let t = 1_800_000_000_000;
+        let clock = Arc::new(crate::ManualClock::new(t));
+        let (handle, _task) = Sequencer::start(
+            store.clone(),
+            signer.clone(),
+            clock.clone(),
+            SequencerConfig::default(),
+            Arc::new(NodeCache::new(0)),
+        )
+        .await
+        .unwrap();
+        let one = handle.append(vec![b"one".to_vec()]).await.unwrap();
+        assert_eq!(one.tree_head.head.timestamp_ms, t);
+
+        clock.set_ms(t - 30_000);
+        let two = handle.append(vec![b"two".to_vec()]).await.unwrap();
+        assert_eq!(two.placements[0].index, 1);
+        assert_eq!(two.tree_head.head.timestamp_ms, t, "the latest head's time is the floor");
+        signer.public_key().verify(&two.tree_head).unwrap();
+
+        clock.set_ms(t + 5);
+        let three = handle.append(vec![b"three".to_vec()]).await.unwrap();
+        assert_eq!(three.tree_head.head.timestamp_ms, t + 5);
+
+        let heads = stored_heads(store.as_ref()).await;
+        assert!(
+            heads
+                .windows(2)
+                .all(|w| w[0].head.timestamp_ms <= w[1].head.timestamp_ms),
+            "stored heads never go back in time"
+        );
+        let leaves = store.entries(0, 3).await.unwrap();
+        let times: Vec<u64> = leaves.iter().map(|e| e.integrated_ms).collect();
+        assert_eq!(times, [t, t, t + 5], "integration times never go back");
+    }
+
     /// With the maximum age off, an idle log signs nothing, however old
     /// its head grows.
     #[tokio::test]
