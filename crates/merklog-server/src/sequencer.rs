@@ -1139,7 +1139,10 @@ mod tests {
         clock.set_ms(t - 30_000);
         let two = handle.append(vec![b"two".to_vec()]).await.unwrap();
         assert_eq!(two.placements[0].index, 1);
-        assert_eq!(two.tree_head.head.timestamp_ms, t, "the latest head's time is the floor");
+        assert_eq!(
+            two.tree_head.head.timestamp_ms, t,
+            "the latest head's time is the floor"
+        );
         signer.public_key().verify(&two.tree_head).unwrap();
 
         clock.set_ms(t + 5);
